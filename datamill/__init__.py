@@ -24,7 +24,19 @@ _EXPORTS: dict[str, str] = {
     "RowsFailedError": "datamill.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "APILLMServing_request",
+    "BatchedFileStorage",
+    "BatchedPipelineABC",
+    "DatamillError",
+    "LLMOperator",
+    "OfflineBatchGenerationNotFinished",
+    "Operator",
+    "PromptedGenerator",
+    "RowsFailedError",
+    "RunSummary",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

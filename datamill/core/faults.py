@@ -1,0 +1,35 @@
+"""Fault injection for crash tests: ``DATAMILL_FAULT=point:n`` kills the process with SIGKILL
+the n-th time execution reaches ``point`` (1-based).
+
+Points: ``after_append`` (step file appended and fsynced, commit not recorded),
+``mid_append`` (half a batch written: a torn line), ``in_commit`` (inside the SQLite
+transaction, before COMMIT), ``after_commit``, ``after_cache_put`` (a response cached, its
+batch not committed). Unset, the check is one comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_spec = os.environ.get("DATAMILL_FAULT", "")
+_point, _, _count = _spec.partition(":")
+_remaining = int(_count or 1) if _point else 0
+
+
+def armed(point: str) -> bool:
+    """True when this is the moment to fail at ``point`` (counts the visit)."""
+    global _remaining
+    if point != _point or _remaining <= 0:
+        return False
+    _remaining -= 1
+    return _remaining == 0
+
+
+def crash_if(point: str) -> None:
+    if _point and armed(point):
+        kill_now()
+
+
+def kill_now() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,388 @@
+"""Reading and appending rows in JSONL, CSV and Parquet, addressed by resumable positions.
+
+A *position* is an opaque integer that a reader hands back after each row and accepts to seek
+straight to the next one: a byte offset for JSONL and CSV, a (part, row) pair packed into one
+integer for a Parquet step directory, a row index for a single Parquet file. Resume stores the
+position in the state database and seeks there in O(1): no rescan of what was done.
+
+Writers append whole batches and make them durable (flush + fsync, or temp file + rename for
+Parquet parts) before the caller records the commit; ``truncate`` drops whatever was written
+after the last commit (a torn line, or an append that never committed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from datamill.core import faults
+from datamill.errors import ConfigError, InputFileError
+
+Row = dict[str, Any]
+FORMATS = ("jsonl", "csv", "parquet")
+_PART_SHIFT = 32
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Return the row format of ``path`` from its extension (``.json`` lines count as JSONL)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix in ("jsonl", "json", "ndjson"):
+        return "jsonl"
+    if suffix in ("csv", "parquet"):
+        return suffix
+    raise ConfigError(f"{path}: unknown file type {suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def _line_number(path: Path, byte_offset: int) -> int:
+    """1-based line number of ``byte_offset``; used only to word an error message."""
+    with path.open("rb") as handle:
+        return handle.read(byte_offset).count(b"\n") + 1
+
+
+class JsonlReader:
+    """Streams JSON objects, one per line; blank lines are skipped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
+        with self.path.open("rb") as handle:
+            handle.seek(position)
+            offset = position
+            for line in handle:
+                start = offset
+                offset += len(line)
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except UnicodeDecodeError as exc:
+                    raise InputFileError(
+                        f"{self.path}: line {_line_number(self.path, start)} is not UTF-8 ({exc.reason}); "
+                        "re-encode the file as UTF-8"
+                    ) from None
+                except ValueError as exc:
+                    raise InputFileError(
+                        f"{self.path}: line {_line_number(self.path, start)} is not valid JSON ({exc}); "
+                        "fix or remove that line and rerun — committed work is kept"
+                    ) from None
+                if not isinstance(row, dict):
+                    raise InputFileError(
+                        f"{self.path}: line {_line_number(self.path, start)} is a JSON "
+                        f"{type(row).__name__}, not an object; each line must be one JSON object"
+                    )
+                yield row, offset
+
+
+class CsvReader:
+    """Streams CSV records as dicts keyed by the header; quoted newlines are read correctly.
+
+    Values stay strings, as CSV carries no types. Positions are byte offsets of record starts,
+    tracked by feeding ``csv.reader`` one decoded line at a time (it never reads ahead).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
+        with self.path.open("rb") as handle:
+            consumed = [0]
+            lines = self._decoded_lines(handle, consumed)
+            reader = csv.reader(lines)
+            header = next(reader, None)
+            if header is None:
+                return
+            if position > consumed[0]:
+                handle.seek(position)
+                consumed[0] = position
+                lines = self._decoded_lines(handle, consumed)
+                reader = csv.reader(lines)
+            try:
+                for record in reader:
+                    if not record:
+                        continue
+                    if len(record) > len(header):
+                        raise InputFileError(
+                            f"{self.path}: line {_line_number(self.path, consumed[0])} has "
+                            f"{len(record)} fields but the header has {len(header)}"
+                        )
+                    yield dict(zip(header, record, strict=False)), consumed[0]
+            except csv.Error as exc:
+                raise InputFileError(
+                    f"{self.path}: malformed CSV near line {_line_number(self.path, consumed[0])}: {exc}"
+                ) from None
+
+    def header(self) -> list[str]:
+        with self.path.open("rb") as handle:
+            return next(csv.reader(self._decoded_lines(handle, [0])), None) or []
+
+    def _decoded_lines(self, handle: io.BufferedReader, consumed: list[int]) -> Iterator[str]:
+        for line in handle:
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputFileError(
+                    f"{self.path}: line {_line_number(self.path, consumed[0])} is not UTF-8 "
+                    f"({exc.reason}); re-encode the file as UTF-8"
+                ) from None
+            consumed[0] += len(line)
+            yield text
+
+
+class ParquetFileReader:
+    """Streams a single Parquet file; the position is the row index."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise InputFileError(f"{self.path}: not a readable Parquet file ({exc})") from None
+        index = 0
+        for group in range(parquet.num_row_groups):
+            group_rows = parquet.metadata.row_group(group).num_rows
+            if index + group_rows <= position:
+                index += group_rows
+                continue
+            for row in parquet.read_row_group(group).to_pylist():
+                if index >= position:
+                    yield row, index + 1
+                index += 1
+
+
+class ParquetDirReader:
+    """Streams a step directory of Parquet parts; the position packs (part, row in part)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
+        import pyarrow.parquet as pq
+
+        part, skip = position >> _PART_SHIFT, position & ((1 << _PART_SHIFT) - 1)
+        while True:
+            part_path = self.path / part_name(part)
+            if not part_path.exists():
+                return
+            rows = pq.read_table(part_path).to_pylist()
+            for index in range(skip, len(rows)):
+                next_position = (part << _PART_SHIFT) | (index + 1)
+                if index + 1 == len(rows):
+                    next_position = (part + 1) << _PART_SHIFT
+                yield rows[index], next_position
+            part, skip = part + 1, 0
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:06d}.parquet"
+
+
+RowReader = JsonlReader | CsvReader | ParquetFileReader | ParquetDirReader
+
+
+def open_reader(path: str | os.PathLike[str], fmt: str | None = None) -> RowReader:
+    """A reader for ``path``; a missing file is an ``InputFileError`` that names it."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if not path.exists():
+        raise InputFileError(f"input file {path} does not exist; check first_entry_file_name and cache_path")
+    if fmt == "jsonl":
+        return JsonlReader(path)
+    if fmt == "csv":
+        return CsvReader(path)
+    if fmt == "parquet":
+        return ParquetDirReader(path) if path.is_dir() else ParquetFileReader(path)
+    raise ConfigError(f"unknown row format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def iter_rows(path: str | os.PathLike[str], fmt: str | None = None) -> Iterator[Row]:
+    """Every row of a file, from the start."""
+    for row, _ in open_reader(path, fmt).iter_from(0):
+        yield row
+
+
+def read_head(path: str | os.PathLike[str], limit: int = 20) -> list[Row]:
+    """The first ``limit`` rows: what ``compile()`` reads to learn the columns."""
+    rows: list[Row] = []
+    for row in iter_rows(path):
+        rows.append(row)
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JsonlWriter:
+    """Appends batches as JSON lines; the position is the file's byte length.
+
+    ``append`` writes without syncing so a group of batches pays one ``sync``; the caller
+    records the commit only after ``sync`` returns.
+    """
+
+    fmt = "jsonl"
+
+    def __init__(self, path: Path, position: int) -> None:
+        self.path = path
+        self._handle = path.open("ab")
+        if self._handle.tell() > position:
+            self._handle.truncate(position)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        self._handle.seek(position)
+        self.position = position
+
+    def append(self, rows: list[Row]) -> int:
+        if rows:
+            self._write(
+                "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows).encode()
+            )
+        return self.position
+
+    def _write(self, payload: bytes) -> None:
+        if faults.armed("mid_append"):
+            self._handle.write(payload[: max(1, len(payload) // 2)])
+            self._handle.flush()
+            faults.kill_now()
+        self._handle.write(payload)
+        self.position += len(payload)
+
+    def sync(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class CsvWriter(JsonlWriter):
+    """Appends batches as CSV records under a header fixed by the first rows written.
+
+    Non-string values are written as JSON text. A row with a column the header lacks is an
+    error rather than a silently dropped value.
+    """
+
+    fmt = "csv"
+
+    def __init__(self, path: Path, position: int) -> None:
+        super().__init__(path, position)
+        self._header: list[str] | None = CsvReader(path).header() if position > 0 else None
+
+    def append(self, rows: list[Row]) -> int:
+        if not rows:
+            return self.position
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if self._header is None:
+            self._header = list(dict.fromkeys(key for row in rows for key in row))
+            writer.writerow(self._header)
+        header = self._header
+        known = set(header)
+        for row in rows:
+            extra = [key for key in row if key not in known]
+            if extra:
+                raise ConfigError(
+                    f"{self.path}: row has column(s) {extra} that the CSV header {header} lacks; "
+                    "use cache_type='jsonl' or 'parquet' for rows whose columns vary"
+                )
+            writer.writerow([_csv_cell(row.get(key)) for key in header])
+        self._write(buffer.getvalue().encode())
+        return self.position
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class ParquetDirWriter:
+    """Writes each batch as one Parquet part (temp file + rename); the position counts parts."""
+
+    fmt = "parquet"
+
+    def __init__(self, path: Path, position: int) -> None:
+        self.path = path
+        self.position = position
+        path.mkdir(parents=True, exist_ok=True)
+        keep = position >> _PART_SHIFT
+        for entry in path.iterdir():
+            if entry.name.endswith(".tmp") or (
+                entry.name.startswith("part-") and int(entry.name[5:11]) >= keep
+            ):
+                entry.unlink()
+
+    def append(self, rows: list[Row]) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not rows:
+            return self.position
+        part = self.position >> _PART_SHIFT
+        final = self.path / part_name(part)
+        temp = final.with_name(final.name + ".tmp")
+        pq.write_table(pa.Table.from_pylist(rows), temp)
+        with temp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        if faults.armed("mid_append"):
+            faults.kill_now()
+        os.replace(temp, final)
+        self.position = (part + 1) << _PART_SHIFT
+        return self.position
+
+    def sync(self) -> None:
+        _fsync_dir(self.path)
+
+    def close(self) -> None:
+        pass
+
+
+RowWriter = JsonlWriter | CsvWriter | ParquetDirWriter
+
+
+def open_writer(path: Path, fmt: str, position: int = 0) -> RowWriter:
+    """A writer positioned at ``position``: anything written after it is cut off first."""
+    if fmt == "jsonl":
+        return JsonlWriter(path, position)
+    if fmt == "csv":
+        return CsvWriter(path, position)
+    if fmt == "parquet":
+        return ParquetDirWriter(path, position)
+    raise ConfigError(f"unknown cache_type {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def count_rows(path: str | os.PathLike[str], fmt: str | None = None) -> int:
+    """Number of rows, for progress totals: newline count for JSONL, metadata for Parquet."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        files = sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if fmt == "csv":
+        return sum(1 for _ in CsvReader(path).iter_from(0))
+    count = 0
+    last = b"\n"
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")

@@ -1,0 +1,356 @@
+"""The state database: one SQLite file in WAL mode beside the step files.
+
+It holds what resume depends on — step fingerprints, batch commits, failed rows — and the
+request cache. Each role opens its own connection (the commit thread with
+``synchronous=FULL``, the request cache with ``NORMAL``, which survives a killed process and
+only risks the last cached responses on power loss); SQLite serialises the writers.
+
+A batch commit is one transaction; a step's position is the last commit's row, so resume
+costs one indexed lookup however long the run was.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datamill.core import faults
+from datamill.errors import StateError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    step INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    fingerprint_doc TEXT NOT NULL,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commits (
+    step INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    in_row_end INTEGER NOT NULL,
+    in_position INTEGER NOT NULL,
+    out_position INTEGER NOT NULL,
+    out_rows INTEGER NOT NULL,
+    rows_failed INTEGER NOT NULL,
+    rows_dropped INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    committed_at REAL NOT NULL,
+    PRIMARY KEY (step, seq)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    step INTEGER NOT NULL,
+    input_row INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    failed_at REAL NOT NULL,
+    PRIMARY KEY (step, input_row)
+);
+CREATE TABLE IF NOT EXISTS drops (
+    step INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    PRIMARY KEY (step, reason)
+);
+CREATE TABLE IF NOT EXISTS request_cache (
+    key TEXT PRIMARY KEY,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    status TEXT NOT NULL,
+    summary TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class StepPosition:
+    """Where a step stands after its last commit (all zero before the first)."""
+
+    seq: int = 0
+    in_rows: int = 0
+    in_position: int = 0
+    out_position: int = 0
+    out_rows: int = 0
+
+
+@dataclass(frozen=True)
+class BatchCommit:
+    """One batch's record: the input consumed and the output appended, committed atomically."""
+
+    step: int
+    in_row_end: int
+    in_position: int
+    out_position: int
+    out_rows: int
+    failures: list[tuple[int, str]]
+    drops: dict[str, int]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.drops.values())
+
+
+class StateDB:
+    """One connection to ``{prefix}.state.db``; not shared between threads."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={synchronous}")
+            self.conn.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{path}: cannot open the state database ({exc}); if the file is damaged, move the "
+                "cache directory aside and rerun (the step files stay readable)"
+            ) from None
+
+    def _check_version(self) -> None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path} was written by a newer datamill (schema {row[0]}); upgrade datamill"
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- steps -------------------------------------------------------------------------
+
+    def load_step(self, step: int) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT name, fingerprint, fingerprint_doc, status FROM steps WHERE step=?", (step,)
+        ).fetchone()
+        if row is None:
+            return None
+        return {"name": row[0], "fingerprint": row[1], "doc": json.loads(row[2]), "status": row[3]}
+
+    def save_step(self, step: int, name: str, fingerprint: str, doc: dict[str, Any], status: str) -> None:
+        self.conn.execute(
+            "INSERT INTO steps(step, name, fingerprint, fingerprint_doc, status, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(step) DO UPDATE SET name=excluded.name, "
+            "fingerprint=excluded.fingerprint, fingerprint_doc=excluded.fingerprint_doc, "
+            "status=excluded.status, updated_at=excluded.updated_at",
+            (step, name, fingerprint, json.dumps(doc, sort_keys=True, default=str), status, time.time()),
+        )
+
+    def set_step_status(self, step: int, status: str) -> None:
+        self.conn.execute("UPDATE steps SET status=?, updated_at=? WHERE step=?", (status, time.time(), step))
+
+    def step_count(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(step), -1) + 1 FROM steps").fetchone()
+        return int(row[0])
+
+    # --- commits -----------------------------------------------------------------------
+
+    def load_position(self, step: int) -> StepPosition:
+        row = self.conn.execute(
+            "SELECT seq, in_row_end, in_position, out_position FROM commits WHERE step=? "
+            "ORDER BY seq DESC LIMIT 1",
+            (step,),
+        ).fetchone()
+        if row is None:
+            return StepPosition()
+        out_rows = self.conn.execute("SELECT COALESCE(SUM(out_rows), 0) FROM commits WHERE step=?", (step,))
+        return StepPosition(row[0], row[1], row[2], row[3], int(out_rows.fetchone()[0]))
+
+    def commit_batches(self, commits: list[tuple[int, BatchCommit]], *, done_steps: list[int]) -> None:
+        """Record several batches (``(seq, commit)`` pairs) in one transaction: a group commit.
+
+        Each batch's record is complete on its own, so committing several together keeps each
+        atomic while paying one fsync for all of them.
+        """
+        now = time.time()
+        with self.transaction() as conn:
+            for seq, commit in commits:
+                conn.execute(
+                    "INSERT INTO commits(step, seq, in_row_end, in_position, out_position, out_rows, "
+                    "rows_failed, rows_dropped, prompt_tokens, completion_tokens, cost_usd, committed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        commit.step,
+                        seq,
+                        commit.in_row_end,
+                        commit.in_position,
+                        commit.out_position,
+                        commit.out_rows,
+                        len(commit.failures),
+                        commit.rows_dropped,
+                        commit.prompt_tokens,
+                        commit.completion_tokens,
+                        commit.cost_usd,
+                        now,
+                    ),
+                )
+                if commit.failures:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO failures(step, input_row, error, failed_at) VALUES (?, ?, ?, ?)",
+                        [(commit.step, row, error, now) for row, error in commit.failures],
+                    )
+                for reason, count in commit.drops.items():
+                    conn.execute(
+                        "INSERT INTO drops(step, reason, rows) VALUES (?, ?, ?) "
+                        "ON CONFLICT(step, reason) DO UPDATE SET rows = rows + excluded.rows",
+                        (commit.step, reason, count),
+                    )
+            for step in done_steps:
+                conn.execute("UPDATE steps SET status='done', updated_at=? WHERE step=?", (now, step))
+            faults.crash_if("in_commit")
+
+    def rewind_steps(self, rewinds: dict[int, int]) -> None:
+        """Forget every commit of each step past its kept sequence number, in one transaction.
+
+        ``rewinds`` maps step → last commit ``seq`` to keep (0 keeps none). Failures and drop
+        counts recorded by the forgotten commits go with them.
+        """
+        with self.transaction() as conn:
+            for step, keep_seq in rewinds.items():
+                kept_rows = conn.execute(
+                    "SELECT COALESCE(MAX(in_row_end), 0) FROM commits WHERE step=? AND seq<=?",
+                    (step, keep_seq),
+                ).fetchone()[0]
+                conn.execute("DELETE FROM commits WHERE step=? AND seq>?", (step, keep_seq))
+                conn.execute("DELETE FROM failures WHERE step=? AND input_row>=?", (step, kept_rows))
+                if keep_seq == 0:
+                    conn.execute("DELETE FROM drops WHERE step=?", (step,))
+                conn.execute(
+                    "UPDATE steps SET status='pending', updated_at=? WHERE step=?", (time.time(), step)
+                )
+
+    def commit_for_input_row(self, step: int, input_row: int) -> int:
+        """The ``seq`` of the last commit that ends at or before ``input_row`` (0 if none)."""
+        row = self.conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM commits WHERE step=? AND in_row_end<=?", (step, input_row)
+        ).fetchone()
+        return int(row[0])
+
+    def commit_for_output_rows(self, step: int, out_rows: int) -> int:
+        """The ``seq`` of the last commit whose cumulative output is at most ``out_rows``."""
+        seq = 0
+        total = 0
+        for commit_seq, rows in self.conn.execute(
+            "SELECT seq, out_rows FROM commits WHERE step=? ORDER BY seq", (step,)
+        ):
+            if total + rows > out_rows:
+                break
+            total += rows
+            seq = commit_seq
+        return seq
+
+    def step_totals(self, step: int) -> dict[str, Any]:
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(MAX(in_row_end), 0), COALESCE(SUM(out_rows), 0), "
+            "COALESCE(SUM(rows_dropped), 0), COALESCE(SUM(prompt_tokens), 0), "
+            "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM commits WHERE step=?",
+            (step,),
+        ).fetchone()
+        failed = self.conn.execute("SELECT COUNT(*) FROM failures WHERE step=?", (step,)).fetchone()[0]
+        return {
+            "batches": row[0],
+            "rows_in": row[1],
+            "rows_out": row[2],
+            "rows_dropped": row[3],
+            "rows_failed": failed,
+            "prompt_tokens": row[4],
+            "completion_tokens": row[5],
+            "cost_usd": row[6],
+        }
+
+    def failures(self, step: int, limit: int | None = None) -> list[tuple[int, str]]:
+        sql = "SELECT input_row, error FROM failures WHERE step=? ORDER BY input_row"
+        params: tuple[Any, ...] = (step,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (step, limit)
+        return [(int(r[0]), str(r[1])) for r in self.conn.execute(sql, params)]
+
+    def first_failed_row(self, step: int) -> int | None:
+        row = self.conn.execute("SELECT MIN(input_row) FROM failures WHERE step=?", (step,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def drop_reasons(self, step: int) -> dict[str, int]:
+        return {
+            r[0]: int(r[1]) for r in self.conn.execute("SELECT reason, rows FROM drops WHERE step=?", (step,))
+        }
+
+    # --- runs --------------------------------------------------------------------------
+
+    def start_run(self, pid: int) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO runs(pid, started_at, status) VALUES (?, ?, 'running')", (pid, time.time())
+        )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        self.conn.execute(
+            "UPDATE runs SET finished_at=?, status=?, summary=? WHERE id=?",
+            (time.time(), status, json.dumps(summary, default=str), run_id),
+        )
+
+
+class RequestCache:
+    """Responses by request key, written as each one arrives.
+
+    ``get_many``/``put_many`` take lists so the caller can coalesce the responses of one
+    event-loop turn into one transaction.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.db = StateDB(path, synchronous="NORMAL")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self.db.conn.execute("SELECT response FROM request_cache WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def contains(self, key: str) -> bool:
+        return self.db.conn.execute("SELECT 1 FROM request_cache WHERE key=?", (key,)).fetchone() is not None
+
+    def put_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        now = time.time()
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO request_cache(key, response, created_at) VALUES (?, ?, ?)",
+                [(key, json.dumps(value, ensure_ascii=False), now) for key, value in items],
+            )
+
+    def count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,253 @@
+"""``BatchedPipelineABC``: what users subclass.
+
+Create the storage, servings and operators in ``__init__`` and wire them in ``forward()``.
+``compile()`` traces ``forward()`` — the operators' ``run`` calls only record the steps — and
+validates the keys against the input's first rows. ``forward(batch_size=..., ...)`` then runs
+the engine; a subclass's own ``forward`` is kept as the trace source, so
+``p.compile(); p.forward(batch_size=2, resume_from_last=True)`` reads as in the examples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from datamill.core.lock import CacheLock
+from datamill.core.rowfiles import Row
+from datamill.core.state import RequestCache, StateDB
+from datamill.errors import ConfigError, RowsFailedError
+from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, validate_keys
+from datamill.pipeline.progress import LoggingProgress, ProgressSink
+from datamill.pipeline.reconcile import reconcile
+from datamill.pipeline.runner import PipelineRunner
+from datamill.pipeline.storage import BatchedFileStorage
+from datamill.pipeline.summary import RunSummary, StepSummary
+
+log = logging.getLogger("datamill")
+
+DEFAULT_BATCH_SIZE = 64
+
+
+class BatchedPipelineABC:
+    """Base class of every datamill pipeline.
+
+    Class attributes a pipeline may override:
+      ``allowed_failure_fraction`` — failed rows tolerated (as a fraction of the input rows)
+      before ``forward()`` raises ``RowsFailedError``; 0 by default: any failed row raises
+      after the run, once everything else is committed.
+    """
+
+    allowed_failure_fraction: float = 0.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        user_forward = cls.__dict__.get("forward")
+        if user_forward is not None and user_forward is not BatchedPipelineABC.forward:
+            cls._user_forward = user_forward  # type: ignore[attr-defined]
+            cls.forward = BatchedPipelineABC.forward  # type: ignore[method-assign]
+
+    def __init__(self) -> None:
+        self._plan: list[StepPlan] | None = None
+        self._storage: BatchedFileStorage | None = None
+        self.last_summary: RunSummary | None = None
+
+    # --- compile ----------------------------------------------------------------------
+
+    def compile(self) -> BatchedPipelineABC:
+        """Trace ``forward()`` without running anything and validate every input key."""
+        storages = [value for value in vars(self).values() if isinstance(value, BatchedFileStorage)]
+        if not storages:
+            raise ConfigError("the pipeline has no BatchedFileStorage attribute: create one in __init__")
+        for storage in storages:
+            storage.begin_trace()
+        try:
+            user_forward = getattr(type(self), "_user_forward", None)
+            if user_forward is None:
+                raise ConfigError(f"{type(self).__name__} must define forward() wiring its operators")
+            user_forward(self)
+        finally:
+            traces = {id(storage): storage.end_trace() for storage in storages}
+        used = [storage for storage in storages if traces[id(storage)]]
+        if len(used) > 1:
+            raise ConfigError("forward() used more than one storage; a pipeline runs over one storage")
+        storage = used[0] if used else storages[0]
+        plan = build_plan(storage, traces[id(storage)])
+        validate_keys(plan, storage.input_path)
+        self._storage, self._plan = storage, plan
+        return self
+
+    # --- run --------------------------------------------------------------------------
+
+    def forward(
+        self,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        resume_from_last: bool | None = None,
+        resume_step: int | None = None,
+        *,
+        progress: ProgressSink | None = None,
+    ) -> RunSummary:
+        """Run every step over the whole dataset, one committed batch at a time.
+
+        ``resume_from_last`` (the default) continues after the last committed batch and
+        retries failed rows; ``resume_from_last=False`` starts over (cached responses are
+        reused); ``resume_step=k`` reruns from operator k (0-based), keeping earlier steps.
+        Returns the run summary; raises ``RowsFailedError`` at the end if more rows failed
+        than ``allowed_failure_fraction`` allows.
+        """
+        if resume_step is not None and resume_from_last:
+            raise ConfigError("pass either resume_from_last=True or resume_step=k, not both")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if self._plan is None:
+            self.compile()
+        assert self._plan is not None and self._storage is not None
+        summary = _run(
+            self._storage,
+            self._plan,
+            batch_size=batch_size,
+            resume_from_last=resume_from_last is not False,
+            resume_step=resume_step,
+            progress=progress if progress is not None else LoggingProgress(),
+        )
+        self.last_summary = summary
+        self._raise_if_too_many_failures(summary)
+        return summary
+
+    def _raise_if_too_many_failures(self, summary: RunSummary) -> None:
+        failed = summary.rows_failed
+        if not failed:
+            return
+        total = summary.steps[0].rows_in if summary.steps else 0
+        if total and failed / total <= self.allowed_failure_fraction:
+            log.warning(
+                "%d rows failed (allowed fraction %.3f); see datamill status",
+                failed,
+                self.allowed_failure_fraction,
+            )
+            return
+        samples = [
+            f"step {s.index} row {row}: {err}" for s in summary.steps for row, err in s.failure_samples
+        ][:5]
+        raise RowsFailedError(
+            f"{failed} row(s) failed and were not written; they are recorded in the state database and "
+            "are retried by forward(resume_from_last=True). First errors:\n  " + "\n  ".join(samples),
+            summary=summary,
+        )
+
+    # --- results ----------------------------------------------------------------------
+
+    def step_paths(self) -> list[Path]:
+        """The output file (or Parquet directory) of each step, in order."""
+        plan = self._require_plan()
+        return [step.output_path for step in plan]
+
+    def rows(self, step: int = -1) -> Iterator[Row]:
+        """Rows of a step's output (the last step by default), streamed from its file."""
+        plan = self._require_plan()
+        assert self._storage is not None
+        index = plan[step].index
+        return self._storage.iter_step_rows(index)
+
+    def to_pandas(self, step: int = -1) -> Any:
+        """The step's output as a pandas DataFrame (needs ``pip install pandas``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigError("to_pandas() needs pandas: pip install pandas") from None
+        return pd.DataFrame(list(self.rows(step)))
+
+    def _require_plan(self) -> list[StepPlan]:
+        if self._plan is None:
+            self.compile()
+        assert self._plan is not None
+        return self._plan
+
+
+
+def _run(
+    storage: BatchedFileStorage,
+    plan: list[StepPlan],
+    *,
+    batch_size: int,
+    resume_from_last: bool,
+    resume_step: int | None,
+    progress: ProgressSink,
+) -> RunSummary:
+    storage.cache_path.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with CacheLock(storage.lock_path):
+        state = StateDB(storage.state_path)
+        cache = RequestCache(storage.state_path)
+        run_id = state.start_run(os.getpid())
+        summary = RunSummary(steps=[StepSummary(step.index, step.name) for step in plan])
+        summary.output_path = str(plan[-1].output_path)
+        try:
+            compute_fingerprints(plan, storage)
+            decision = reconcile(state, plan, resume_from_last=resume_from_last, resume_step=resume_step)
+            for index, reasons in sorted(decision.reasons.items()):
+                summary.steps[index].changes = reasons
+                log.info("step %d (%s) will be recomputed: %s", index, plan[index].name, "; ".join(reasons))
+            pending = [s for s in plan if (state.load_step(s.index) or {}).get("status") != "done"]
+            if not pending:
+                summary.already_complete = True
+                log.info("pipeline is already complete: nothing to send; output in %s", summary.output_path)
+            else:
+                runner = PipelineRunner(plan, state, cache, summary, batch_size=batch_size, progress=progress)
+                _run_coroutine(runner.run)
+            for step in plan:
+                _fill_totals(state, step, summary.steps[step.index])
+            summary.status = "failed_rows" if summary.rows_failed else "complete"
+        except BaseException as exc:
+            summary.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            raise
+        finally:
+            summary.seconds = time.monotonic() - started
+            try:
+                state.finish_run(run_id, summary.status, summary.to_dict())
+            finally:
+                cache.close()
+                state.close()
+        progress.run_finished(summary)
+        return summary
+
+
+def _fill_totals(state: StateDB, step: StepPlan, summary: StepSummary) -> None:
+    totals = state.step_totals(step.index)
+    stored = state.load_step(step.index) or {}
+    summary.status = stored.get("status", summary.status)
+    summary.rows_in = totals["rows_in"]
+    summary.rows_out = totals["rows_out"]
+    summary.rows_failed = totals["rows_failed"]
+    summary.rows_dropped = totals["rows_dropped"]
+    summary.prompt_tokens = totals["prompt_tokens"]
+    summary.completion_tokens = totals["completion_tokens"]
+    summary.cost_usd = totals["cost_usd"]
+    summary.failure_samples = state.failures(step.index, limit=5)
+
+
+def _run_coroutine(factory: Callable[[], Any]) -> None:
+    """Run the engine's coroutine, also from inside a running loop (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(factory())
+        return
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(factory())
+        except BaseException as exc:  # handed back to the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="datamill-run")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]

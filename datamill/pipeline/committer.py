@@ -1,0 +1,127 @@
+"""Group commit: appending batches to a step file and recording them, off the event loop.
+
+The commit protocol for each batch is: append its rows to the step file, fsync, then record
+the commit in one SQLite transaction. Batches that become ready while a commit is in progress
+are committed together next time — each keeps its own commit record, so each stays atomic,
+but the group pays one fsync and one transaction. The work runs in one thread so the event
+loop keeps requests flowing meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from datamill.core import faults
+from datamill.core.rowfiles import Row, RowWriter
+from datamill.core.state import BatchCommit, StateDB
+
+
+@dataclass
+class PendingBatch:
+    """A computed batch waiting to be committed."""
+
+    seq: int
+    rows: list[Row]
+    in_row_end: int
+    in_position: int
+    failures: list[tuple[int, str]]
+    drops: dict[str, int]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class GroupCommitter:
+    def __init__(self, step: int, writer: RowWriter, state: StateDB) -> None:
+        self.step = step
+        self.writer = writer
+        self.state = state
+        self.committed_rows_in = 0
+        self.committed_rows_out = 0
+        self.backlog_rows = 0
+        self._queue: list[PendingBatch] = []
+        self._job: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-commit")
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.on_commit: list = []
+
+    def submit(self, batch: PendingBatch, rows_in: int) -> None:
+        self._raise_if_failed()
+        self._queue.append(batch)
+        self.backlog_rows += rows_in
+        if self._job is None:
+            self._start()
+
+    async def wait_backlog(self, limit_rows: int) -> None:
+        """Wait while more than ``limit_rows`` input rows are queued for commit."""
+        while self.backlog_rows > limit_rows and self._job is not None:
+            self._idle.clear()
+            await self._idle.wait()
+        self._raise_if_failed()
+
+    async def drain(self) -> None:
+        while self._job is not None:
+            self._idle.clear()
+            await self._idle.wait()
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _start(self) -> None:
+        group, self._queue = self._queue, []
+        loop = asyncio.get_running_loop()
+        self._job = loop.run_in_executor(self._executor, self._commit_group, group)
+        self._job.add_done_callback(lambda job: self._finished(job, group))
+
+    def _finished(self, job: asyncio.Future[None], group: list[PendingBatch]) -> None:
+        self._job = None
+        if job.cancelled():
+            self._error = asyncio.CancelledError()
+        elif job.exception() is not None:
+            self._error = job.exception()
+        else:
+            rows_in = group[-1].in_row_end - self.committed_rows_in
+            self.committed_rows_in = group[-1].in_row_end
+            self.committed_rows_out += sum(len(b.rows) for b in group)
+            self.backlog_rows -= rows_in
+            for callback in self.on_commit:
+                callback(group)
+            if self._queue:
+                self._start()
+        if self._job is None:
+            self._idle.set()
+
+    def _commit_group(self, group: list[PendingBatch]) -> None:
+        commits = []
+        for batch in group:
+            position = self.writer.append(batch.rows)
+            commits.append(
+                (
+                    batch.seq,
+                    BatchCommit(
+                        step=self.step,
+                        in_row_end=batch.in_row_end,
+                        in_position=batch.in_position,
+                        out_position=position,
+                        out_rows=len(batch.rows),
+                        failures=batch.failures,
+                        drops=batch.drops,
+                        prompt_tokens=batch.prompt_tokens,
+                        completion_tokens=batch.completion_tokens,
+                        cost_usd=batch.cost_usd,
+                    ),
+                )
+            )
+        self.writer.sync()
+        faults.crash_if("after_append")
+        self.state.commit_batches(commits, done_steps=[])
+        faults.crash_if("after_commit")

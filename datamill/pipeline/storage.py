@@ -1,0 +1,114 @@
+"""``BatchedFileStorage``: where a pipeline's input is and where its step files go.
+
+The storage names the files of the cache directory (``{prefix}_step{k}.{ext}`` for operator
+k-1, ``{prefix}.state.db``, ``{prefix}.lock``) and records the steps of ``forward()`` while
+``compile()`` traces it. It never holds rows in memory: the engine streams them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datamill.core.rowfiles import FORMATS, Row, detect_format, iter_rows
+from datamill.errors import ConfigError
+
+
+@dataclass
+class StepCall:
+    """One recorded ``op.run(storage.step(), **call)``."""
+
+    operator: Any
+    call: dict[str, Any]
+
+
+@dataclass
+class StepRef:
+    """What ``storage.step()`` hands an operator: attaching records the step."""
+
+    storage: BatchedFileStorage
+    index: int
+    attached: bool = field(default=False)
+
+    def attach(self, operator: Any, call: dict[str, Any]) -> None:
+        if self.attached:
+            raise ConfigError("one storage.step() was passed to two operators; call storage.step() for each")
+        self.attached = True
+        self.storage.attach(operator, call)
+
+
+class BatchedFileStorage:
+    """File-backed storage for a batched pipeline.
+
+    ``first_entry_file_name`` is the input (JSONL, CSV or Parquet, by extension);
+    ``cache_type`` is the format of the step files (``jsonl``, ``csv`` or ``parquet``; a
+    Parquet step is a directory of parts, one per batch).
+    """
+
+    def __init__(
+        self,
+        first_entry_file_name: str,
+        cache_path: str = "./cache",
+        file_name_prefix: str = "datamill_cache",
+        cache_type: str = "jsonl",
+    ) -> None:
+        if cache_type not in FORMATS:
+            raise ConfigError(f"cache_type {cache_type!r} is not one of {', '.join(FORMATS)}")
+        self.first_entry_file_name = first_entry_file_name
+        self.input_path = Path(first_entry_file_name)
+        self.input_format = detect_format(self.input_path)
+        self.cache_path = Path(cache_path)
+        self.file_name_prefix = file_name_prefix
+        self.cache_type = cache_type
+        self._recording: list[StepCall] | None = None
+
+    # --- tracing ----------------------------------------------------------------------
+
+    def step(self) -> StepRef:
+        """The handle for the next operator of ``forward()``."""
+        if self._recording is None:
+            raise ConfigError(
+                "storage.step() was called outside compile()/forward(): call pipeline.compile() "
+                "and pipeline.forward(...), not the operators directly"
+            )
+        return StepRef(self, len(self._recording))
+
+    def attach(self, operator: Any, call: dict[str, Any]) -> None:
+        if self._recording is None:
+            raise ConfigError("operators can only be attached while the pipeline is being compiled")
+        self._recording.append(StepCall(operator, dict(call)))
+
+    def begin_trace(self) -> None:
+        self._recording = []
+
+    def end_trace(self) -> list[StepCall]:
+        calls, self._recording = self._recording or [], None
+        return calls
+
+    # --- paths ------------------------------------------------------------------------
+
+    def step_path(self, index: int) -> Path:
+        """The output file of operator ``index`` (0-based), named ``{prefix}_step{index+1}``."""
+        return self.cache_path / f"{self.file_name_prefix}_step{index + 1}.{self.cache_type}"
+
+    def step_input(self, index: int) -> tuple[Path, str]:
+        if index == 0:
+            return self.input_path, self.input_format
+        return self.step_path(index - 1), self.cache_type
+
+    @property
+    def state_path(self) -> Path:
+        return self.cache_path / f"{self.file_name_prefix}.state.db"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.cache_path / f"{self.file_name_prefix}.lock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.cache_path / f"{self.file_name_prefix}.log"
+
+    def iter_step_rows(self, index: int) -> Iterator[Row]:
+        return iter_rows(self.step_path(index), self.cache_type)

@@ -22,6 +22,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import OneStepPipeline, write_input  # noqa: E402
+
 from datamill.simulator.server import run_simulator_process  # noqa: E402
 
 

@@ -20,6 +20,13 @@ app = typer.Typer(
 
 _COMMAND_MODULES = [
     "datamill.cli.simulate",
+    "datamill.cli.demo",
+    "datamill.cli.run",
+    "datamill.cli.status",
+    "datamill.cli.show",
+    "datamill.cli.export",
+    "datamill.cli.estimate",
+    "datamill.cli.jobs",
 ]
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Iterator
 
 import typer
 
 from datamill.cli.app import app
+from datamill.cli.boundary import DEBUG_HELP, guarded
 
 
 @contextlib.contextmanager
@@ -23,33 +23,37 @@ def _endpoint(api_url: str | None, latency: float) -> Iterator[str]:
         return
     from datamill.simulator.server import run_simulator_process
 
-    with run_simulator_process(latency_mean=latency) as simulator:
+    with run_simulator_process(latency_mean=latency, latency_jitter=latency / 2) as simulator:
         yield simulator.openai_base + "/chat/completions"
 
 
 @app.command()
+@guarded
 def demo(
     cache: str = typer.Option("./demo_cache", help="Cache directory for step files and state."),
-    batch_size: int = typer.Option(16, help="Rows per committed batch."),
+    batch_size: int = typer.Option(16, min=1, help="Rows per committed batch."),
     api_url: str = typer.Option(
-        None,
-        help="A real OpenAI-compatible chat-completions URL (key from OPENAI_API_KEY); default: simulator.",
+        None, help="A real OpenAI-compatible chat-completions URL (key from OPENAI_API_KEY); default: simulator."
     ),
     model: str = typer.Option("gpt-4o-mini", help="Model name sent to the endpoint."),
-    latency: float = typer.Option(0.05, help="Simulated provider latency in seconds (simulator only)."),
+    latency: float = typer.Option(0.05, min=0, help="Simulated provider latency in seconds (simulator only)."),
     fresh: bool = typer.Option(False, help="Start over instead of resuming (cached responses are reused)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display and no summary."),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
-    """Translate 200 bundled sentences into Chinese, French and German, resumably."""
+    """Translate 200 bundled sentences into Chinese, French and German, resumably.
+
+    The pipeline is datamill/demo/translate.py; with --api-url it runs on a real endpoint.
+    """
+    from datamill.cli.run import run_with_progress
     from datamill.demo.translate import TranslatePipeline
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     with _endpoint(api_url, latency) as url:
-        typer.echo(f"datamill demo: endpoint {url}, cache {cache}")
+        typer.echo(f"datamill demo: endpoint {url}, cache {cache}", err=True)
         pipeline = TranslatePipeline(api_url=url, model_name=model, cache_path=cache)
         pipeline.compile()
-        summary = pipeline.forward(batch_size=batch_size, resume_from_last=not fresh)
-    typer.echo(summary.format_text())
+        options = {"batch_size": batch_size, "resume_from_last": not fresh}
+        run_with_progress(pipeline, pipeline.storage.log_path, quiet=quiet, options=options)
     first = next(iter(pipeline.rows()), None)
-    if first is not None:
+    if first is not None and not quiet:
         typer.echo("first row: " + json.dumps(first, ensure_ascii=False))
-    typer.echo(f"output: {summary.output_path}")

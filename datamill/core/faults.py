@@ -4,7 +4,10 @@ the n-th time execution reaches ``point`` (1-based).
 Points: ``after_append`` (step file appended and fsynced, commit not recorded),
 ``mid_append`` (half a batch written: a torn line), ``in_commit`` (inside the SQLite
 transaction, before COMMIT), ``after_commit``, ``after_cache_put`` (a response cached, its
-batch not committed). Unset, the check is one comparison.
+batch not committed). Offline batches (``datamill.serving.offline``): ``offline_after_intent``
+(a chunk's intent recorded, nothing sent), ``offline_after_upload`` (its file uploaded, the
+file id not recorded), ``offline_after_create`` (its job created, the job id not recorded).
+Unset, the check is one comparison.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ EXCLUDED_FIELDS: frozenset[str] = frozenset(
         "api_url",
         "base_url",
         "offline_batch_generation_block_until_done",
+        "use_offline_batch_generation",
         "poll_interval",
     }
 )

@@ -69,7 +69,7 @@ class JsonlReader:
                 except ValueError as exc:
                     raise InputFileError(
                         f"{self.path}: line {_line_number(self.path, start)} is not valid JSON ({exc}); "
-                        "fix or remove that line and rerun — committed work is kept"
+                        "fix or remove that line and rerun — responses already received are reused, not paid again"
                     ) from None
                 if not isinstance(row, dict):
                     raise InputFileError(

@@ -127,13 +127,33 @@ class StateDB:
                 "cache directory aside and rerun (the step files stay readable)"
             ) from None
 
-    def _check_version(self) -> None:
+    @classmethod
+    def open_readonly(cls, path: Path) -> StateDB:
+        """A connection that writes nothing and takes no lock, for ``datamill status``.
+
+        WAL lets it read consistent snapshots while a run is committing; methods that write
+        raise ``sqlite3.OperationalError`` on it.
+        """
+        if not path.is_file():
+            raise StateError(f"{path} does not exist: no run has used this cache prefix yet")
+        db = cls.__new__(cls)
+        db.path = path
+        try:
+            db.conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30.0
+            )
+            db._check_version(record=False)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: cannot read the state database ({exc})") from None
+        return db
+
+    def _check_version(self, *, record: bool = True) -> None:
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
+        if row is None and record:
             self.conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
-        elif int(row[0]) > SCHEMA_VERSION:
+        elif row is not None and int(row[0]) > SCHEMA_VERSION:
             raise StateError(
                 f"{self.path} was written by a newer datamill (schema {row[0]}); upgrade datamill"
             )
@@ -325,32 +345,49 @@ class StateDB:
 
 
 class RequestCache:
-    """Responses by request key, written as each one arrives.
+    """Responses by request key.
 
-    ``get_many``/``put_many`` take lists so the caller can coalesce the responses of one
-    event-loop turn into one transaction.
+    Reads come from the event loop's thread; writes from the run's single writer thread (so
+    they never wait on a lock held by a batch commit). Each side has its own connection.
+    ``put_many`` takes a list so the responses of one event-loop turn share one transaction.
     """
 
     def __init__(self, path: Path) -> None:
-        self.db = StateDB(path, synchronous="NORMAL")
+        self._reader = StateDB(path, synchronous="NORMAL")
+        self._writer = StateDB(path, synchronous="NORMAL")
 
     def get(self, key: str) -> dict[str, Any] | None:
-        row = self.db.conn.execute("SELECT response FROM request_cache WHERE key=?", (key,)).fetchone()
+        row = self._reader.conn.execute("SELECT response FROM request_cache WHERE key=?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def contains(self, key: str) -> bool:
-        return self.db.conn.execute("SELECT 1 FROM request_cache WHERE key=?", (key,)).fetchone() is not None
+        return (
+            self._reader.conn.execute("SELECT 1 FROM request_cache WHERE key=?", (key,)).fetchone()
+            is not None
+        )
+
+    def cached_keys(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are cached: one query per 500 keys (the offline path's bulk check)."""
+        found: set[str] = set()
+        conn = self._reader.conn
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            found.update(r[0] for r in conn.execute(f"SELECT key FROM request_cache WHERE key IN ({marks})", part))
+        return found
 
     def put_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         now = time.time()
-        with self.db.transaction() as conn:
+        with self._writer.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO request_cache(key, response, created_at) VALUES (?, ?, ?)",
                 [(key, json.dumps(value, ensure_ascii=False), now) for key, value in items],
             )
+        faults.crash_if("after_cache_put")
 
     def count(self) -> int:
-        return int(self.db.conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0])
+        return int(self._reader.conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0])
 
     def close(self) -> None:
-        self.db.close()
+        self._reader.close()
+        self._writer.close()

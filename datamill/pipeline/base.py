@@ -21,7 +21,9 @@ from typing import Any
 from datamill.core.lock import CacheLock
 from datamill.core.rowfiles import Row
 from datamill.core.state import RequestCache, StateDB
-from datamill.errors import ConfigError, RowsFailedError
+from datamill.errors import BudgetExceededError, ConfigError, RowsFailedError
+from datamill.pipeline.budget import Budget, check_budget_config
+from datamill.pipeline.estimate import PipelineEstimate, estimate_plan
 from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, validate_keys
 from datamill.pipeline.progress import LoggingProgress, ProgressSink
 from datamill.pipeline.reconcile import reconcile
@@ -41,9 +43,17 @@ class BatchedPipelineABC:
       ``allowed_failure_fraction`` — failed rows tolerated (as a fraction of the input rows)
       before ``forward()`` raises ``RowsFailedError``; 0 by default: any failed row raises
       after the run, once everything else is committed.
+      ``max_cost_usd`` — the most the pipeline's cache may record as spent (all runs together);
+      when reached, the run commits its batches in flight and raises ``BudgetExceededError``.
+      None (the default) means no budget. ``forward(max_cost_usd=...)`` overrides it.
     """
 
     allowed_failure_fraction: float = 0.0
+    max_cost_usd: float | None = None
+    # Defaults on the class too, so a subclass whose __init__ skips super().__init__() works.
+    _plan: list[StepPlan] | None = None
+    _storage: BatchedFileStorage | None = None
+    last_summary: RunSummary | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -91,6 +101,7 @@ class BatchedPipelineABC:
         resume_step: int | None = None,
         *,
         progress: ProgressSink | None = None,
+        max_cost_usd: float | None = None,
     ) -> RunSummary:
         """Run every step over the whole dataset, one committed batch at a time.
 
@@ -98,7 +109,8 @@ class BatchedPipelineABC:
         retries failed rows; ``resume_from_last=False`` starts over (cached responses are
         reused); ``resume_step=k`` reruns from operator k (0-based), keeping earlier steps.
         Returns the run summary; raises ``RowsFailedError`` at the end if more rows failed
-        than ``allowed_failure_fraction`` allows.
+        than ``allowed_failure_fraction`` allows, and ``BudgetExceededError`` (carrying the
+        summary) when ``max_cost_usd`` is reached.
         """
         if resume_step is not None and resume_from_last:
             raise ConfigError("pass either resume_from_last=True or resume_step=k, not both")
@@ -114,6 +126,7 @@ class BatchedPipelineABC:
             resume_from_last=resume_from_last is not False,
             resume_step=resume_step,
             progress=progress if progress is not None else LoggingProgress(),
+            max_cost_usd=max_cost_usd if max_cost_usd is not None else self.max_cost_usd,
         )
         self.last_summary = summary
         self._raise_if_too_many_failures(summary)
@@ -139,6 +152,19 @@ class BatchedPipelineABC:
             "are retried by forward(resume_from_last=True). First errors:\n  " + "\n  ".join(samples),
             summary=summary,
         )
+
+    def estimate(self, *, completion_tokens: tuple[int, int] | None = None) -> PipelineEstimate:
+        """What the rest of the run would send and may cost, without sending anything.
+
+        Counts the prompt tokens of every request still to be sent (rows after each step's
+        last commit, minus requests in the request cache); steps whose input does not exist
+        yet are estimated from the upstream row count (``exact=False``). Costs are a range
+        over ``completion_tokens=(low, high)`` per sample (default: 64 to ``max_tokens`` or
+        1024). See ``datamill.pipeline.estimate``.
+        """
+        plan = self._require_plan()
+        assert self._storage is not None
+        return estimate_plan(plan, self._storage.state_path, completion_tokens=completion_tokens)
 
     # --- results ----------------------------------------------------------------------
 
@@ -169,7 +195,6 @@ class BatchedPipelineABC:
         return self._plan
 
 
-
 def _run(
     storage: BatchedFileStorage,
     plan: list[StepPlan],
@@ -178,6 +203,7 @@ def _run(
     resume_from_last: bool,
     resume_step: int | None,
     progress: ProgressSink,
+    max_cost_usd: float | None = None,
 ) -> RunSummary:
     storage.cache_path.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -198,11 +224,25 @@ def _run(
                 summary.already_complete = True
                 log.info("pipeline is already complete: nothing to send; output in %s", summary.output_path)
             else:
-                runner = PipelineRunner(plan, state, cache, summary, batch_size=batch_size, progress=progress)
+                runner = PipelineRunner(
+                    plan,
+                    state,
+                    cache,
+                    summary,
+                    batch_size=batch_size,
+                    progress=progress,
+                    budget=make_budget(max_cost_usd, plan, state),
+                )
                 _run_coroutine(runner.run)
             for step in plan:
                 _fill_totals(state, step, summary.steps[step.index])
             summary.status = "failed_rows" if summary.rows_failed else "complete"
+        except BudgetExceededError as exc:
+            summary.status = "budget_exceeded"
+            for step in plan:
+                _fill_totals(state, step, summary.steps[step.index])
+            exc.summary = summary
+            raise
         except BaseException as exc:
             summary.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
             raise
@@ -215,6 +255,18 @@ def _run(
                 state.close()
         progress.run_finished(summary)
         return summary
+
+
+def make_budget(max_cost_usd: float | None, plan: list[StepPlan], state: StateDB) -> Budget | None:
+    """The run's ``Budget``: what the cache already records as spent, and the cap."""
+    if max_cost_usd is None:
+        return None
+    servings = {
+        id(s): s for s in (getattr(step.operator, "llm_serving", None) for step in plan) if s is not None
+    }
+    check_budget_config(max_cost_usd, list(servings.values()))
+    spent = sum(state.step_totals(step.index)["cost_usd"] for step in plan)
+    return Budget(max_cost_usd, spent_before=spent)
 
 
 def _fill_totals(state: StateDB, step: StepPlan, summary: StepSummary) -> None:

@@ -4,7 +4,8 @@ The commit protocol for each batch is: append its rows to the step file, fsync, 
 the commit in one SQLite transaction. Batches that become ready while a commit is in progress
 are committed together next time — each keeps its own commit record, so each stays atomic,
 but the group pays one fsync and one transaction. The work runs in one thread so the event
-loop keeps requests flowing meanwhile.
+loop keeps requests flowing meanwhile. That thread is the run's single writer: request-cache
+writes go through it too, so no write ever waits on another's lock.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class PendingBatch:
 
 
 class GroupCommitter:
-    def __init__(self, step: int, writer: RowWriter, state: StateDB) -> None:
+    def __init__(self, step: int, writer: RowWriter, state: StateDB, executor: ThreadPoolExecutor) -> None:
         self.step = step
         self.writer = writer
         self.state = state
@@ -44,7 +45,7 @@ class GroupCommitter:
         self._queue: list[PendingBatch] = []
         self._job: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-commit")
+        self._executor = executor
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_commit: list = []
@@ -69,8 +70,14 @@ class GroupCommitter:
             await self._idle.wait()
         self._raise_if_failed()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+    async def settle(self) -> None:
+        """Let the batches already submitted commit, raising nothing: a step that stops early
+        (an error, Ctrl-C) keeps every batch it finished before the stop, and the writer is
+        closed only once no commit is running on it.
+        """
+        while self._job is not None:
+            self._idle.clear()
+            await self._idle.wait()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

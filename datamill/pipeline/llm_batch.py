@@ -3,7 +3,8 @@
 Each row's requests are submitted at once (the dispatcher answers from the cache, joins an
 identical request in flight, or sends), so many batches can be in flight together; a batch
 resolves when all its rows' responses are in. A request that failed after retries fails its
-row — recorded, never written as ``null``.
+row — recorded, never written as ``null``. A reply that fails the operator's validation is
+asked again with a salted request, up to a bound (see ``compute_llm_batch``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from datamill.errors import InvalidResponseError
+from datamill.errors import InvalidResponseError, ServingError
 from datamill.operators.base import Failed, LLMOperator, MissingInputError, Outcome, Row
+from datamill.serving.base import LLMServingABC
 from datamill.serving.dispatch import RequestDispatcher
-from datamill.serving.types import GenericResponse
+from datamill.serving.types import GenericRequest, GenericResponse
 
 
 @dataclass
@@ -29,41 +31,80 @@ class LLMBatchResult:
 async def compute_llm_batch(
     op: LLMOperator, call: dict, rows: list[Row], dispatcher: RequestDispatcher
 ) -> LLMBatchResult:
-    serving = op.llm_serving
-    per_row: list[list[asyncio.Future[GenericResponse]] | Failed] = []
-    futures: list[asyncio.Future[GenericResponse]] = []
-    for row in rows:
-        try:
-            requests = op.build_requests(row, call)
-        except MissingInputError as exc:
-            per_row.append(Failed(str(exc)))
-            continue
-        row_futures = [dispatcher.submit(serving, request) for request in requests]
-        per_row.append(row_futures)
-        futures.extend(row_futures)
-    if futures:
-        await asyncio.wait(set(futures))
+    """Every row's outcome; a reply that fails validation is asked again with a salted request.
 
+    ``apply_responses`` raising ``InvalidResponseError`` sends that row's requests again salted
+    ``attempt-k`` (a distinct request key, so the cache keeps every attempt and a rerun replays
+    them without paying), up to ``invalid_reply_retries`` (the operator's, else the serving's)
+    more times; then the row fails with the last reason. Rows are retried in rounds, each round
+    submitting all its rows' requests at once. A fatal error (a rejected API key) is raised:
+    every other request of the serving would fail the same way.
+    """
+    serving = op.llm_serving
+    bound = getattr(op, "invalid_reply_retries", None)
+    retries = int(bound if bound is not None else getattr(serving, "invalid_reply_retries", 0))
     result = LLMBatchResult(outcomes=[])
-    counted: set[int] = set()
-    for row, item in zip(rows, per_row, strict=True):
-        if isinstance(item, Failed):
-            result.outcomes.append(item)
-            continue
-        error = next((f.exception() for f in item if f.exception() is not None), None)
-        if error is not None:
-            result.outcomes.append(Failed(str(error)))
-            continue
-        responses = [f.result() for f in item]
-        for response in responses:
-            if not response.cached and id(response) not in counted:
-                counted.add(id(response))
-                result.fresh_responses.append(response)
-                result.prompt_tokens += response.prompt_tokens
-                result.completion_tokens += response.completion_tokens
-                result.cost_usd += serving.cost_usd(response)
+    outcomes: list[Outcome | None] = [None] * len(rows)
+    pending: dict[int, list[GenericRequest]] = {}
+    for index, row in enumerate(rows):
         try:
-            result.outcomes.append(op.apply_responses(row, responses, call))
-        except (InvalidResponseError, MissingInputError) as exc:
-            result.outcomes.append(Failed(str(exc)))
+            pending[index] = op.build_requests(row, call)
+        except MissingInputError as exc:
+            outcomes[index] = Failed(str(exc))
+    counted: set[int] = set()
+    attempt = 0
+    while pending:
+        submitted = {
+            index: [dispatcher.submit(serving, request) for request in requests]
+            for index, requests in pending.items()
+        }
+        futures = {f for row_futures in submitted.values() for f in row_futures}
+        if futures:
+            await asyncio.wait(futures)
+        errors = [f.exception() for f in futures]  # every one read, so none is reported unread
+        fatal = next((e for e in errors if getattr(e, "fatal", False)), None)
+        if fatal is not None:
+            raise fatal
+        bug = next((e for e in errors if e is not None and not isinstance(e, ServingError)), None)
+        if bug is not None:
+            raise bug
+        retry: dict[int, list[GenericRequest]] = {}
+        for index, row_futures in submitted.items():
+            error = next((f.exception() for f in row_futures if f.exception() is not None), None)
+            if error is not None:
+                outcomes[index] = Failed(str(error))
+                continue
+            responses = [f.result() for f in row_futures]
+            _count_fresh(result, responses, serving, counted)
+            try:
+                outcomes[index] = op.apply_responses(rows[index], responses, call)
+            except MissingInputError as exc:
+                outcomes[index] = Failed(str(exc))
+            except InvalidResponseError as exc:
+                if attempt < retries:
+                    retry[index] = [salted(request, attempt + 1) for request in pending[index]]
+                else:
+                    suffix = f" (after {attempt + 1} attempts)" if attempt else ""
+                    outcomes[index] = Failed(f"{exc}{suffix}")
+        pending = retry
+        attempt += 1
+    result.outcomes = [outcome if outcome is not None else Failed("no outcome") for outcome in outcomes]
     return result
+
+
+def salted(request: GenericRequest, attempt: int) -> GenericRequest:
+    """``request`` for its ``attempt``-th retry after an invalid reply (keeps a sample salt)."""
+    base = (request.salt or "").split("attempt-")[0].rstrip("/")
+    return request.with_salt(f"{base}/attempt-{attempt}" if base else f"attempt-{attempt}")
+
+
+def _count_fresh(
+    result: LLMBatchResult, responses: list[GenericResponse], serving: LLMServingABC, counted: set[int]
+) -> None:
+    for response in responses:
+        if not response.cached and id(response) not in counted:
+            counted.add(id(response))
+            result.fresh_responses.append(response)
+            result.prompt_tokens += response.prompt_tokens
+            result.completion_tokens += response.completion_tokens
+            result.cost_usd += serving.cost_usd(response)

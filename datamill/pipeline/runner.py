@@ -14,12 +14,14 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from datamill.core.rowfiles import Row, count_rows, open_reader, open_writer
 from datamill.core.state import RequestCache, StateDB
 from datamill.errors import ConfigError
-from datamill.operators.base import Dropped, Failed, LLMOperator, Outcome
+from datamill.operators.base import Dropped, Failed, LLMOperator, MissingInputError, Outcome
+from datamill.pipeline.budget import Budget
 from datamill.pipeline.committer import GroupCommitter, PendingBatch
 from datamill.pipeline.llm_batch import LLMBatchResult, compute_llm_batch
 from datamill.pipeline.plan import StepPlan
@@ -27,6 +29,8 @@ from datamill.pipeline.progress import ProgressSink
 from datamill.pipeline.summary import RunSummary, StepSummary
 from datamill.serving.base import LLMServingABC
 from datamill.serving.dispatch import RequestDispatcher
+from datamill.serving.offline.engine import prepare_offline_step
+from datamill.serving.types import GenericRequest
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,7 @@ class PipelineRunner:
         *,
         batch_size: int,
         progress: ProgressSink | None,
+        budget: Budget | None = None,
     ) -> None:
         self.plan = plan
         self.state = state
@@ -96,7 +101,11 @@ class PipelineRunner:
         self.summary = summary
         self.batch_size = batch_size
         self.progress = progress
-        self.dispatcher = RequestDispatcher(cache)
+        self.budget = budget
+        self.writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-writer")
+        self.dispatcher = RequestDispatcher(
+            cache, persist=lambda items: self.writer_thread.submit(cache.put_many, items)
+        )
 
     async def run(self) -> None:
         servings = self._servings()
@@ -109,9 +118,12 @@ class PipelineRunner:
                     continue
                 await self._run_step(step)
         finally:
-            await self.dispatcher.close()
-            for serving in servings:
-                await serving.close()
+            try:
+                await self.dispatcher.close()
+            finally:
+                self.writer_thread.shutdown(wait=True)
+                for serving in servings:
+                    await serving.close()
 
     def _servings(self) -> list[LLMServingABC]:
         found: dict[int, LLMServingABC] = {}
@@ -127,7 +139,7 @@ class PipelineRunner:
         position = self.state.load_position(step.index)
         reader = open_reader(step.input_path, step.input_format)
         writer = open_writer(step.output_path, step.output_format, position.out_position)
-        committer = GroupCommitter(step.index, writer, self.state)
+        committer = GroupCommitter(step.index, writer, self.state, self.writer_thread)
         committer.committed_rows_in = position.in_rows
         started = time.monotonic()
         sent_before, hits_before, retries_before = (
@@ -139,6 +151,9 @@ class PipelineRunner:
         def on_commit(group: list[PendingBatch]) -> None:
             summary.rows_this_run = committer.committed_rows_in - position.in_rows
             summary.rows_failed += sum(len(batch.failures) for batch in group)
+            summary.prompt_tokens += sum(batch.prompt_tokens for batch in group)
+            summary.completion_tokens += sum(batch.completion_tokens for batch in group)
+            summary.cost_usd += sum(batch.cost_usd for batch in group)
             summary.seconds = time.monotonic() - started
             summary.requests_sent = self.dispatcher.stats.sent - sent_before
             summary.cache_hits = self.dispatcher.stats.cache_hits - hits_before
@@ -155,14 +170,31 @@ class PipelineRunner:
             if not op.row_local:
                 op.prepare((row for row, _ in reader.iter_from(0)), step.call)
             rows = reader.iter_from(position.in_position)
+            offline = None
+            if isinstance(op, LLMOperator) and op.llm_serving.use_offline_batch_generation:
+                offline = await prepare_offline_step(
+                    op.llm_serving,
+                    step=step.index,
+                    requests=lambda: _step_requests(op, step.call, reader.iter_from(position.in_position)),
+                    cache=self.cache,
+                    state_path=self.state.path,
+                    label=step.label,
+                )
+                self.dispatcher.add_offline(offline)
             if isinstance(op, LLMOperator):
                 await self._run_llm_step(step, op, rows, position.seq, position.in_rows, committer)
             else:
                 await self._run_local_step(step, rows, position.seq, position.in_rows, committer)
             await committer.drain()
+            if self.budget is not None and self.budget.reached:
+                raise self.budget.error(self.dispatcher.stats)
+            if offline is not None:
+                offline.finish()
         finally:
-            committer.close()
-            writer.close()
+            try:
+                await committer.settle()
+            finally:
+                writer.close()
         self.state.set_step_status(step.index, "done")
         self._finish_step_summary(step, summary, started)
         if self.progress is not None:
@@ -212,6 +244,8 @@ class PipelineRunner:
 
         try:
             for batch, end_position in read_batches(rows, self.batch_size):
+                if self.budget is not None and self.budget.check(self.dispatcher.stats):
+                    break
                 task = asyncio.ensure_future(compute_llm_batch(op, step.call, batch, self.dispatcher))
                 in_flight.append(_InFlight(batch, row_index, end_position, task))
                 row_index += len(batch)
@@ -265,6 +299,15 @@ class PipelineRunner:
         summary.completion_tokens = totals["completion_tokens"]
         summary.cost_usd = totals["cost_usd"]
         summary.failure_samples = self.state.failures(step.index, limit=FAILURE_SAMPLES)
+
+
+def _step_requests(op: LLMOperator, call: dict, rows: Iterator[tuple[Row, int]]) -> Iterator[GenericRequest]:
+    """Every request of ``rows``, for the offline path; rows missing their input are skipped."""
+    for row, _ in rows:
+        try:
+            yield from op.build_requests(row, call)
+        except MissingInputError:
+            continue
 
 
 def _safe_count(step: StepPlan) -> int | None:

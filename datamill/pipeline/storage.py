@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from datamill.core.rowfiles import FORMATS, Row, detect_format, iter_rows
-from datamill.errors import ConfigError
+from datamill.errors import ConfigError, InputFileError
 
 
 @dataclass
@@ -111,4 +111,7 @@ class BatchedFileStorage:
         return self.cache_path / f"{self.file_name_prefix}.log"
 
     def iter_step_rows(self, index: int) -> Iterator[Row]:
-        return iter_rows(self.step_path(index), self.cache_type)
+        path = self.step_path(index)
+        if not path.exists():
+            raise InputFileError(f"{path} does not exist yet: step {index} has not run; call forward() first")
+        return iter_rows(path, self.cache_type)

@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass, field
+from typing import Any
 
-from datamill.core import faults
 from datamill.core.state import RequestCache
 from datamill.errors import ServingError
 from datamill.serving.base import LLMServingABC
 from datamill.serving.types import GenericRequest, GenericResponse
 
 log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 10.0
 
 
 @dataclass
@@ -38,19 +42,45 @@ class DispatchStats:
     in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
+    rate_limited: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
 
-class RequestDispatcher:
-    """Cache lookup, in-run de-duplication, concurrency and retries for online requests."""
+Persist = Callable[[list[tuple[str, dict[str, Any]]]], "ThreadFuture[None] | None"]
 
-    def __init__(self, cache: RequestCache) -> None:
+
+class RequestDispatcher:
+    """Cache lookup, in-run de-duplication, concurrency and retries for online requests.
+
+    ``persist`` writes a list of ``(key, response)`` to the request cache; the engine passes
+    one that runs on its writer thread and returns a future. Until that write lands, the
+    response stays in ``_unpersisted`` so an identical request meanwhile is still answered
+    without a call.
+    """
+
+    def __init__(self, cache: RequestCache, persist: Persist | None = None) -> None:
         self.cache = cache
         self.stats = DispatchStats()
+        self._persist: Persist = persist or cache.put_many
         self._in_flight: dict[str, asyncio.Future[GenericResponse]] = {}
-        self._to_store: list[tuple[str, dict]] = []
+        self._unpersisted: dict[str, GenericResponse] = {}
+        self._to_store: list[tuple[str, dict[str, Any]]] = []
         self._flush_scheduled = False
+        self._write_error: BaseException | None = None
+        self._pending_writes: set[ThreadFuture[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._on_wire: set[asyncio.Task[None]] = set()
+        self._fatal: dict[int, ServingError] = {}
+        # Offline (Batch API) steps: requests whose lines failed for good, and keys whose
+        # batch responses were cached but not yet counted in a commit's tokens and cost.
+        self.offline_failures: dict[str, str] = {}
+        self.offline_fresh: set[str] = set()
+
+    def add_offline(self, result: Any) -> None:
+        """Take an ``OfflineStepResult``: its failures and not-yet-counted responses."""
+        self.offline_failures.update(result.failures)
+        self.offline_fresh.update(result.fresh)
 
     def submit(self, serving: LLMServingABC, request: GenericRequest) -> asyncio.Future[GenericResponse]:
         self.stats.submitted += 1
@@ -61,10 +91,24 @@ class RequestDispatcher:
             return future
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        cached = self.cache.get(key)
+        recent = self._unpersisted.get(key)
+        cached = self.cache.get(key) if recent is None else recent.to_cache()
         if cached is not None:
             self.stats.cache_hits += 1
-            future.set_result(GenericResponse.from_cache(cached))
+            response = GenericResponse.from_cache(cached)
+            if response.offline and key in self.offline_fresh:
+                self.offline_fresh.discard(key)
+                response.cached = False  # answered by a batch job: its cost is this commit's
+            future.set_result(response)
+            return future
+        if serving.use_offline_batch_generation:
+            error = self.offline_failures.get(key)
+            if error is None:
+                raise ServingError(
+                    f"bug: offline serving {serving.model_name!r} has no batch answer for request "
+                    f"{key[:12]}; the offline path must settle every request before the step runs"
+                )
+            future.set_exception(ServingError(error))
             return future
         self._in_flight[key] = future
         task = loop.create_task(self._send(serving, request, future))
@@ -73,25 +117,61 @@ class RequestDispatcher:
         return future
 
     def store(self, key: str, response: GenericResponse) -> None:
-        """Queue a response for the request cache; written before the loop's next turn ends."""
+        """Queue a response for the request cache; handed to the writer in this loop turn."""
         self._to_store.append((key, response.to_cache()))
+        self._unpersisted[key] = response
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        if self._to_store:
-            items, self._to_store = self._to_store, []
-            self.cache.put_many(items)
-            faults.crash_if("after_cache_put")
+        if self._write_error is not None:
+            raise self._write_error
+        if not self._to_store:
+            return
+        items, self._to_store = self._to_store, []
+        write = self._persist(items)
+        if write is None:
+            self._forget(items)
+            return
+        self._pending_writes.add(write)
+        loop = asyncio.get_running_loop()
+        write.add_done_callback(lambda done: loop.call_soon_threadsafe(self._written, done, items))
+
+    def _written(self, write: ThreadFuture[None], items: list[tuple[str, dict[str, Any]]]) -> None:
+        self._pending_writes.discard(write)
+        if write.exception() is not None:
+            self._write_error = write.exception()
+            return
+        self._forget(items)
+
+    def _forget(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        for key, _ in items:
+            self._unpersisted.pop(key, None)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop every request; a run that stops early (an error, Ctrl-C) lets the requests
+        already on the wire finish for up to ``DRAIN_SECONDS`` and caches their responses, as
+        the provider answers (and bills) them anyway. Requests not yet sent are cancelled.
+        """
+        tasks = list(self._tasks)
+        on_wire = [task for task in tasks if task in self._on_wire]
+        for task in tasks:
+            if task not in self._on_wire:
+                task.cancel()
+        if on_wire:
+            log.info("waiting up to %.0fs for %d request(s) already sent", DRAIN_SECONDS, len(on_wire))
+            await asyncio.wait(on_wire, timeout=DRAIN_SECONDS)
+            for task in on_wire:
+                task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         self.flush()
+        for write in list(self._pending_writes):
+            await asyncio.wrap_future(write)
+        if self._write_error is not None:
+            raise self._write_error
 
     async def _send(
         self, serving: LLMServingABC, request: GenericRequest, future: asyncio.Future[GenericResponse]
@@ -104,9 +184,14 @@ class RequestDispatcher:
             self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
             if not future.done():
                 future.set_exception(exc)
+                future.exception()  # its batch reads it; if the run stopped first, nobody will
         except BaseException as exc:  # cancellation or a bug: never leave the future hanging
             if not future.done():
-                future.set_exception(ServingError(f"request aborted: {exc!r}"))
+                # A bug reaches its batch as itself and stops the run; only a cancelled
+                # request becomes a provider-style failure.
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                future.set_exception(ServingError(f"request aborted: {exc!r}") if cancelled else exc)
+                future.exception()  # its batch was abandoned too: nobody is left to read it
             raise
         else:
             self.stats.prompt_tokens += response.prompt_tokens
@@ -117,29 +202,73 @@ class RequestDispatcher:
         finally:
             self._in_flight.pop(request.key, None)
 
+    def _raise_if_fatal(self, serving: LLMServingABC) -> None:
+        """After a fatal error (a rejected key) the serving sends nothing more this run."""
+        error = self._fatal.get(id(serving))
+        if error is not None:
+            raise error
+
     async def _send_with_retries(self, serving: LLMServingABC, request: GenericRequest) -> GenericResponse:
+        """Send under the serving's limits; retry what can be retried, within the policy's bounds.
+
+        A 429 pauses the whole serving (``ServingLimiter.record_rate_limited``), so its retry
+        waits in the limiter rather than in its own sleep; 429s are bounded by
+        ``policy.max_rate_limited`` and the total time, other failures by ``max_attempts``.
+        """
         policy = serving.retry
+        limiter = serving.limiter
+        estimate = serving.estimate_tokens(request) if limiter.tokens is not None else 0
         started = time.monotonic()
         attempt = 0
+        rate_limited = 0
         while True:
-            attempt += 1
-            async with serving.slots():
-                self.stats.in_flight += 1
-                self.stats.sent += 1
-                try:
-                    return await serving.send_once(request)
-                except ServingError as exc:
-                    error = exc
-                finally:
-                    self.stats.in_flight -= 1
+            self._raise_if_fatal(serving)
+            await limiter.acquire(estimate)
+            try:
+                self._raise_if_fatal(serving)
+            except ServingError:
+                limiter.release()
+                raise
+            self.stats.in_flight += 1
+            self.stats.sent += 1
+            task = asyncio.current_task()
+            self._on_wire.add(task)  # type: ignore[arg-type]
+            try:
+                response = await serving.send_once(request)
+            except ServingError as exc:
+                error = exc
+            else:
+                limiter.record_success(estimate, response.prompt_tokens + response.completion_tokens)
+                self.stats.cost_usd += serving.cost_usd(response)
+                return response
+            finally:
+                self._on_wire.discard(task)  # type: ignore[arg-type]
+                self.stats.in_flight -= 1
+                limiter.release()
             elapsed = time.monotonic() - started
-            if not error.retryable or attempt >= policy.max_attempts or elapsed >= policy.max_total_seconds:
+            if getattr(error, "fatal", False):
+                self._fatal.setdefault(id(serving), error)
+            if error.status == 429:
+                rate_limited += 1
+                self.stats.rate_limited += 1
+                limiter.record_rate_limited(
+                    getattr(error, "retry_after", None), getattr(error, "provider_rpm", None)
+                )
+                exhausted = rate_limited >= policy.max_rate_limited
+            else:
+                attempt += 1
+                exhausted = attempt >= policy.max_attempts
+            if not error.retryable or exhausted or elapsed >= policy.max_total_seconds:
                 if error.retryable:
                     raise ServingError(
-                        f"gave up after {attempt} attempts over {elapsed:.1f}s: {error}", status=error.status
+                        f"gave up after {attempt + rate_limited} attempts over {elapsed:.1f}s: {error}",
+                        status=error.status,
                     ) from None
                 raise error
             self.stats.retries += 1
+            if error.status == 429:
+                log.debug("rate limited on %s; the serving pauses: %s", request.key[:12], error)
+                continue
             delay = policy.delay(attempt, getattr(error, "retry_after", None))
             log.debug("retrying %s in %.2fs after: %s", request.key[:12], delay, error)
             await asyncio.sleep(delay)

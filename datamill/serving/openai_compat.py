@@ -8,26 +8,32 @@ default httpx client costs far more at high concurrency.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
-from urllib.parse import urlparse
 
 import aiohttp
 
-from datamill.errors import ConfigError, InvalidResponseError, ServingError
+from datamill.errors import InvalidResponseError
 from datamill.serving.base import LLMServingABC
+from datamill.serving.http import (
+    HTTPStatusError,
+    open_session,
+    parse_retry_after,
+    post_json,
+    provider_error_message,
+    resolve_api_key,
+    salt_seed,
+)
 from datamill.serving.retry import RetryPolicy
 from datamill.serving.types import GenericRequest, GenericResponse
 
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-class HTTPStatusError(ServingError):
-    """A non-2xx answer; carries ``retry_after`` when the provider sent one."""
-
-    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
-        super().__init__(message, status=status, retryable=status == 429 or status >= 500)
-        self.retry_after = retry_after
+__all__ = [
+    "APILLMServing_request",
+    "HTTPStatusError",
+    "chat_completions_url",
+    "parse_chat_completion",
+    "parse_retry_after",
+    "provider_error_message",
+]
 
 
 def chat_completions_url(api_url: str) -> str:
@@ -38,34 +44,6 @@ def chat_completions_url(api_url: str) -> str:
     return url + "/chat/completions"
 
 
-def parse_retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return float(value) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def provider_error_message(body: str) -> str:
-    """The provider's own error message when the body carries one, else the raw body (trimmed)."""
-    try:
-        data = json.loads(body)
-        error = data.get("error", data)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-    except (ValueError, AttributeError):
-        pass
-    return body[:500]
-
-
 class APILLMServing_request(LLMServingABC):  # noqa: N801 - name kept for pipelines ported from DataFlow
     """OpenAI-compatible chat completions.
 
@@ -73,6 +51,16 @@ class APILLMServing_request(LLMServingABC):  # noqa: N801 - name kept for pipeli
     (``OPENAI_API_KEY`` by default); it is sent in the ``Authorization`` header only and never
     stored in the cache, the state database or logs. Loopback endpoints (the simulator, a local
     vLLM server) may run without a key.
+
+    ``rpm`` / ``tpm`` pace the serving (see ``datamill.serving.ratelimit``);
+    ``price_per_million={"input": .., "output": ..}`` overrides the price table. A salted
+    request (a retry of a reply that failed validation) is sent with a ``seed`` derived from
+    its salt, unless ``seed`` is set, so the provider samples a different reply.
+
+    ``use_offline_batch_generation=True`` runs the serving's steps through OpenAI's Batch API
+    at the same base URL (``datamill.serving.offline``): the first run submits and raises
+    ``OfflineBatchGenerationNotFinished``, a rerun collects; with
+    ``offline_batch_generation_block_until_done=SECONDS`` the run polls every SECONDS instead.
     """
 
     provider = "openai"
@@ -90,6 +78,11 @@ class APILLMServing_request(LLMServingABC):  # noqa: N801 - name kept for pipeli
         timeout: float = 120.0,
         max_retries: int = 6,
         retry: RetryPolicy | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        price_per_million: dict[str, float] | None = None,
+        use_offline_batch_generation: bool = False,
+        offline_batch_generation_block_until_done: float | None = None,
         **params: Any,
     ) -> None:
         super().__init__(
@@ -97,34 +90,27 @@ class APILLMServing_request(LLMServingABC):  # noqa: N801 - name kept for pipeli
             max_workers=max_workers,
             retry=retry or RetryPolicy(max_attempts=max_retries),
             params={"temperature": temperature, "max_tokens": max_tokens, **params},
+            rpm=rpm,
+            tpm=tpm,
+            price_per_million=price_per_million,
         )
         self.api_url = chat_completions_url(api_url)
         self.timeout = timeout
         self._key_env = key_name_of_api_key
         self._api_key = api_key
+        self._key: str | None = None
         self._session: aiohttp.ClientSession | None = None
-
-    def _resolve_api_key(self) -> str | None:
-        key = self._api_key or os.environ.get(self._key_env)
-        if not key and urlparse(self.api_url).hostname not in _LOOPBACK_HOSTS:
-            raise ConfigError(
-                f"no API key for {self.api_url}: set the {self._key_env} environment variable "
-                "or pass api_key= to the serving"
-            )
-        return key
+        self.use_offline_batch_generation = bool(use_offline_batch_generation)
+        self.offline_batch_generation_block_until_done = offline_batch_generation_block_until_done
 
     async def start(self) -> None:
         if self._session is not None and not self._session.closed:
             return
         headers = {"Content-Type": "application/json"}
-        key = self._resolve_api_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        self._session = aiohttp.ClientSession(
-            headers=headers,
-            connector=aiohttp.TCPConnector(limit=self.max_workers, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-        )
+        self._key = resolve_api_key(self._api_key, self._key_env, self.api_url)
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        self._session = open_session(headers, self.max_workers, self.timeout)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -132,33 +118,32 @@ class APILLMServing_request(LLMServingABC):  # noqa: N801 - name kept for pipeli
             self._session = None
         await super().close()
 
+    def batch_provider(self) -> Any:
+        """OpenAI's Batch API at this endpoint's base URL (``/files``, ``/batches``)."""
+        from datamill.serving.offline.openai_batch import OpenAIBatchProvider
+
+        base = self.api_url[: -len("/chat/completions")]
+        key = resolve_api_key(self._api_key, self._key_env, self.api_url)
+        return OpenAIBatchProvider(base, key, self.request_body, timeout=max(self.timeout, 600.0))
+
     def request_body(self, request: GenericRequest) -> dict[str, Any]:
-        return {"model": request.model, "messages": request.messages, **request.params}
+        body = {"model": request.model, "messages": request.messages, **request.params}
+        if request.salt and "seed" not in body:
+            body["seed"] = salt_seed(request.salt)
+        return body
 
     async def send_once(self, request: GenericRequest) -> GenericResponse:
         if self._session is None:
             await self.start()
         assert self._session is not None
-        try:
-            async with self._session.post(
-                self.api_url,
-                json=self.request_body(request),
-                headers={"X-Datamill-Request-Key": request.key},
-            ) as reply:
-                body = await reply.read()
-                if reply.status >= 400:
-                    text = body.decode(errors="replace")
-                    raise HTTPStatusError(
-                        f"{self.api_url} answered HTTP {reply.status}: {provider_error_message(text)}",
-                        status=reply.status,
-                        retry_after=parse_retry_after(reply.headers),
-                    )
-        except aiohttp.ClientError as exc:
-            raise ServingError(f"connection to {self.api_url} failed: {exc!r}", retryable=True) from None
-        except TimeoutError:
-            raise ServingError(
-                f"{self.api_url} did not answer within {self.timeout}s", retryable=True
-            ) from None
+        body = await post_json(
+            self._session,
+            self.api_url,
+            self.request_body(request),
+            headers={"X-Datamill-Request-Key": request.key},
+            timeout=self.timeout,
+            secret=self._key,
+        )
         return parse_chat_completion(body)
 
 

@@ -13,9 +13,14 @@ class RetryPolicy:
     Retried: 429, 5xx, timeouts, connection errors and malformed replies. Not retried: other
     4xx (bad request, auth), which fail fast with the provider's message. A ``Retry-After``
     from the provider overrides the computed delay when it is longer.
+
+    A 429 is not charged to ``max_attempts``: the serving's limiter pauses every request of the
+    serving for the ``Retry-After`` and slows down, so a request refused under a storm is
+    simply queued again, up to ``max_rate_limited`` times (and within ``max_total_seconds``).
     """
 
     max_attempts: int = 6
+    max_rate_limited: int = 30
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_total_seconds: float = 600.0

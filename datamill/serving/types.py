@@ -21,25 +21,38 @@ class GenericRequest:
     ``key`` is the request's identity in the request cache and the ``custom_id`` of Batch API
     lines: a versioned SHA-256 of provider, model, messages and params (64 hex characters).
     Parsing settings never enter it, so changing how replies are parsed costs no calls.
+
+    ``salt`` makes an otherwise identical request distinct: a retry of a reply that failed
+    validation (``"attempt-1"``), or the k-th of n samples on a backend without ``n``. It is part
+    of the key only when set, so unsalted keys are unchanged; backends send it harmlessly or not
+    at all (see each backend).
     """
 
     provider: str
     model: str
     messages: list[dict[str, Any]]
     params: dict[str, Any] = field(default_factory=dict)
+    salt: str | None = None
     _key: str | None = None
 
     @property
     def key(self) -> str:
         if self._key is None:
+            parts: list[Any] = [REQUEST_KEY_VERSION, self.provider, self.model, self.messages, self.params]
+            if self.salt:
+                parts.append({"salt": self.salt})
             payload = json.dumps(
-                [REQUEST_KEY_VERSION, self.provider, self.model, self.messages, self.params],
+                parts,
                 sort_keys=True,
                 separators=(",", ":"),
                 ensure_ascii=False,
             )
             self._key = hashlib.sha256(payload.encode()).hexdigest()
         return self._key
+
+    def with_salt(self, salt: str | None) -> GenericRequest:
+        """The same request with ``salt`` (a distinct key; see the class docstring)."""
+        return GenericRequest(self.provider, self.model, self.messages, self.params, salt)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,226 @@
+"""Reading a cache directory from outside a run: find the prefix, open the state database
+read-only (no lock, so it works while a run is going), and stream a step's committed rows.
+
+Only committed rows are read: a step file may hold a batch that a running (or killed)
+process appended but never recorded, and that batch is not part of the result yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from datamill.core.rowfiles import Row, iter_rows
+from datamill.core.state import StateDB
+from datamill.errors import StateError
+
+STATE_SUFFIX = ".state.db"
+FINAL_JOB_STATES = frozenset({"completed", "ended", "failed", "expired", "cancelled", "canceled"})
+
+
+@dataclass
+class CacheDir:
+    path: Path
+    prefix: str
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / f"{self.prefix}{STATE_SUFFIX}"
+
+    def open_state(self) -> StateDB:
+        return StateDB.open_readonly(self.state_path)
+
+
+def locate_cache(cache: Path, prefix: str | None) -> CacheDir:
+    """The cache at ``cache``; without ``prefix``, the directory's only ``*.state.db``."""
+    if not cache.is_dir():
+        raise typer.BadParameter(f"{cache} is not a directory", param_hint="CACHE")
+    if prefix is not None:
+        found = CacheDir(cache, prefix)
+        if not found.state_path.is_file():
+            raise typer.BadParameter(
+                f"{found.state_path} does not exist; prefixes here: {', '.join(_prefixes(cache)) or 'none'}",
+                param_hint="--prefix",
+            )
+        return found
+    prefixes = _prefixes(cache)
+    if len(prefixes) == 1:
+        return CacheDir(cache, prefixes[0])
+    if not prefixes:
+        raise typer.BadParameter(
+            f"{cache} holds no *{STATE_SUFFIX}: no pipeline has run with this cache_path yet",
+            param_hint="CACHE",
+        )
+    raise typer.BadParameter(
+        f"{cache} holds several caches ({', '.join(prefixes)}); choose one with --prefix",
+        param_hint="CACHE",
+    )
+
+
+def _prefixes(cache: Path) -> list[str]:
+    return sorted(p.name[: -len(STATE_SUFFIX)] for p in cache.glob(f"*{STATE_SUFFIX}"))
+
+
+def resolve_step(state: StateDB, step: int) -> int:
+    """A step index as given on the command line (negative counts from the end) → 0-based."""
+    count = state.step_count()
+    if count == 0:
+        raise StateError(f"{state.path} records no steps yet: run the pipeline first")
+    index = step + count if step < 0 else step
+    if not 0 <= index < count:
+        raise typer.BadParameter(f"step {step} is out of range: this cache has steps 0..{count - 1}")
+    return index
+
+
+def step_file(cache: CacheDir, state: StateDB, index: int) -> tuple[Path, str]:
+    """The output file (or Parquet directory) of step ``index`` and its format."""
+    stored = state.load_step(index) or {}
+    fmt = str(stored.get("doc", {}).get("format", "jsonl"))
+    return cache.path / f"{cache.prefix}_step{index + 1}.{fmt}", fmt
+
+
+def committed_rows(cache: CacheDir, state: StateDB, index: int, limit: int | None = None) -> Iterator[Row]:
+    """The rows step ``index`` has committed, in order (at most ``limit``)."""
+    committed = state.load_position(index).out_rows
+    if limit is not None:
+        committed = min(committed, limit)
+    if committed <= 0:
+        return iter(())
+    path, fmt = step_file(cache, state, index)
+    return itertools.islice(iter_rows(path, fmt), committed)
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+@dataclass
+class StepStatus:
+    index: int
+    name: str
+    state: str
+    file: str
+    rows_done: int
+    rows_total: int | None
+    rows_out: int
+    rows_failed: int
+    rows_dropped: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    rows_per_second: float | None
+
+
+@dataclass
+class CacheStatus:
+    cache: str
+    prefix: str
+    run: dict[str, Any] | None
+    steps: list[StepStatus]
+    jobs: list[dict[str, Any]]
+    cached_responses: int
+
+
+def read_status(cache: CacheDir) -> CacheStatus:
+    state = cache.open_state()
+    try:
+        run = _last_run(state)
+        steps: list[StepStatus] = []
+        for index in range(state.step_count()):
+            stored = state.load_step(index) or {}
+            totals = state.step_totals(index)
+            previous = steps[-1] if steps else None
+            if stored.get("status") == "done":
+                total: int | None = totals["rows_in"]
+            elif previous is not None and previous.state == "done":
+                total = previous.rows_out
+            else:
+                total = None
+            steps.append(
+                StepStatus(
+                    index=index,
+                    name=str(stored.get("name", "?")),
+                    state=str(stored.get("status", "?")),
+                    file=step_file(cache, state, index)[0].name,
+                    rows_done=totals["rows_in"],
+                    rows_total=total,
+                    rows_out=totals["rows_out"],
+                    rows_failed=totals["rows_failed"],
+                    rows_dropped=totals["rows_dropped"],
+                    prompt_tokens=totals["prompt_tokens"],
+                    completion_tokens=totals["completion_tokens"],
+                    cost_usd=totals["cost_usd"],
+                    rows_per_second=_throughput(state, index, run, stored.get("status") == "done"),
+                )
+            )
+        cached = state.conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0]
+        return CacheStatus(str(cache.path), cache.prefix, run, steps, _pending_jobs(state), int(cached))
+    finally:
+        state.close()
+
+
+def _last_run(state: StateDB) -> dict[str, Any] | None:
+    row = state.conn.execute(
+        "SELECT id, pid, started_at, finished_at, status FROM runs ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    run = {"id": row[0], "pid": row[1], "started_at": row[2], "finished_at": row[3], "status": row[4]}
+    if run["status"] == "running" and not _process_alive(int(run["pid"])):
+        run["status"] = "interrupted"
+    return run
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _throughput(state: StateDB, index: int, run: dict[str, Any] | None, done: bool) -> float | None:
+    """Input rows per second this step committed during the last run, from commit times
+    (up to now for the step a live run is working on)."""
+    if run is None:
+        return None
+    started = float(run["started_at"])
+    if index > 0:
+        row = state.conn.execute(
+            "SELECT MAX(committed_at) FROM commits WHERE step=? AND committed_at>=?", (index - 1, started)
+        ).fetchone()
+        if row[0] is not None:
+            started = max(started, float(row[0]))
+    row = state.conn.execute(
+        "SELECT MAX(in_row_end), MAX(committed_at) FROM commits WHERE step=? AND committed_at>=?",
+        (index, started),
+    ).fetchone()
+    if row[0] is None:
+        return None
+    before = state.conn.execute(
+        "SELECT COALESCE(MAX(in_row_end), 0) FROM commits WHERE step=? AND committed_at<?", (index, started)
+    ).fetchone()[0]
+    end = float(row[1]) if done or run["status"] != "running" else time.time()
+    seconds = end - started
+    return (int(row[0]) - int(before)) / seconds if seconds > 0 else None
+
+
+def _pending_jobs(state: StateDB) -> list[dict[str, Any]]:
+    """Offline batch jobs whose provider status is not final (the offline store's table)."""
+    found = state.conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE '%batch_jobs' ORDER BY name"
+    ).fetchone()
+    if found is None:
+        return []
+    cursor = state.conn.execute(f'SELECT * FROM "{found[0]}"')
+    columns = [d[0] for d in cursor.description]
+    jobs = [dict(zip(columns, row, strict=True)) for row in cursor]
+    return [job for job in jobs if str(job.get("status") or "").lower() not in FINAL_JOB_STATES]

@@ -1,0 +1,125 @@
+"""``datamill run PIPELINE.py[:ClassName]``: compile and run a pipeline file, with progress."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from datamill.cli.app import app
+from datamill.cli.boundary import DEBUG_HELP, guarded
+from datamill.cli.loading import PIPELINE_METAVAR
+
+log = logging.getLogger("datamill")
+
+BLOCK_ATTRIBUTE = "offline_batch_generation_block_until_done"
+
+
+@app.command("run")
+@guarded
+def run_command(
+    pipeline: str = typer.Argument(
+        ...,
+        metavar=PIPELINE_METAVAR,
+        help="A Python file defining one BatchedPipelineABC subclass (or name it after a colon).",
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", "-b", min=1, help="Rows per committed batch (default: forward()'s, 64)."
+    ),
+    resume_step: int | None = typer.Option(
+        None, "--resume-step", min=0, help="Rerun from step K (from 0), keeping the steps before it."
+    ),
+    fresh: bool = typer.Option(
+        False,
+        "--fresh",
+        help="Start over: rewind every step and recompute. Cached responses are reused, "
+        "so no request is paid twice.",
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --fresh."),
+    block_until_done: float | None = typer.Option(
+        None,
+        "--block-until-done",
+        metavar="SECONDS",
+        min=0,
+        help="Wait for offline batch jobs, polling every SECONDS, instead of exiting with code 75.",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display and no summary."),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+) -> None:
+    """Run a pipeline to the end, resuming where the last run stopped.
+
+    Exit codes: 0 done; 1 rows failed or an error; 2 usage; 75 offline jobs still pending
+    (rerun later to collect them); 130 interrupted. The log is written to {prefix}.log in the
+    cache directory.
+    """
+    from datamill.cli.loading import load_pipeline, pipeline_storage
+
+    if fresh and resume_step is not None:
+        raise typer.BadParameter("--fresh reruns every step; leave out --resume-step", param_hint="--fresh")
+    instance = load_pipeline(pipeline)
+    instance.compile()
+    if block_until_done is not None:
+        _set_block_until_done(instance, block_until_done)
+    if fresh and not yes:
+        _confirm_fresh()
+    options: dict[str, Any] = {"resume_step": resume_step, "resume_from_last": False if fresh else None}
+    if batch_size is not None:
+        options["batch_size"] = batch_size
+    run_with_progress(instance, pipeline_storage(instance).log_path, quiet=quiet, options=options)
+
+
+def run_with_progress(instance: Any, log_path: Path, *, quiet: bool, options: dict[str, Any]) -> None:
+    """Run ``instance.forward(**options)`` with the live display (or log lines), the run log
+    in the cache directory, and the summary table at the end."""
+    from datamill.cli.consoles import stderr_console, stdout_console
+    from datamill.cli.runlog import FILE_ONLY, run_logging
+    from datamill.errors import RowsFailedError
+    from datamill.ui.live import LiveProgress
+    from datamill.ui.progress import TrackingProgress
+    from datamill.ui.tables import summary_table
+
+    console = stderr_console()
+    live = console.is_terminal and not console.is_dumb_terminal and not quiet
+    with run_logging(log_path, console, quiet=quiet, live=live):
+        sink = LiveProgress(console) if live else TrackingProgress()
+        summary = None
+        try:
+            with sink if isinstance(sink, LiveProgress) else contextlib.nullcontext():
+                summary = instance.forward(progress=sink, **options)
+        except RowsFailedError as exc:
+            summary = exc.summary
+            raise
+        except BaseException as exc:
+            log.error("run stopped: %s: %s", type(exc).__name__, exc, extra=FILE_ONLY)
+            raise
+        finally:
+            if summary is not None and not quiet:
+                stdout_console().print(summary_table(summary))
+
+
+def _set_block_until_done(instance: Any, seconds: float) -> None:
+    """Set the offline polling interval on every serving the pipeline or its operators hold."""
+    holders = list(vars(instance).values())
+    servings = {
+        id(value): value
+        for value in [*holders, *(getattr(h, "llm_serving", None) for h in holders)]
+        if value is not None and hasattr(value, BLOCK_ATTRIBUTE)
+    }
+    for serving in servings.values():
+        setattr(serving, BLOCK_ATTRIBUTE, seconds)
+    if not any(getattr(s, "use_offline_batch_generation", False) for s in servings.values()):
+        log.warning("--block-until-done has no effect: no serving of this pipeline runs offline batches")
+
+
+def _confirm_fresh() -> None:
+    question = (
+        "--fresh rewinds every step and recomputes it (cached responses are reused, nothing is "
+        "paid twice). Continue?"
+    )
+    if not sys.stdin.isatty():
+        raise typer.BadParameter("--fresh needs confirmation: add --yes", param_hint="--fresh")
+    typer.confirm(question, abort=True, err=True)

@@ -1,0 +1,144 @@
+"""The HTTP edge shared by the API backends: one POST, its errors translated to ``ServingError``.
+
+Every failure becomes a ``ServingError`` that says whether a retry can help: 429 and 5xx,
+timeouts and dropped connections are retryable; other 4xx carry the provider's own message
+and are not. The API key is redacted from every message, so it can reach neither logs, the
+state database (failed rows store their error) nor a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+import aiohttp
+
+from datamill.errors import ConfigError, ServingError
+
+REDACTED = "[REDACTED]"
+
+
+class HTTPStatusError(ServingError):
+    """A non-2xx answer; carries ``retry_after`` and, for a 429, the provider's RPM when sent.
+
+    ``fatal`` (401, 403: the key is wrong or lacks access) means no request of this serving can
+    succeed: the engine stops the run at once instead of failing every row one by one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retry_after: float | None = None,
+        provider_rpm: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, retryable=status == 429 or status >= 500)
+        self.retry_after = retry_after
+        self.provider_rpm = provider_rpm
+        self.fatal = status in (401, 403)
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds), else None."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_provider_rpm(headers: Any) -> float | None:
+    """The requests-per-minute limit a provider states (``x-ratelimit-limit-requests``)."""
+    value = headers.get("x-ratelimit-limit-requests") or headers.get("anthropic-ratelimit-requests-limit")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def provider_error_message(body: str) -> str:
+    """The provider's own error message when the body carries one, else the raw body (trimmed)."""
+    try:
+        data = json.loads(body)
+        error = data.get("error", data)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    except (ValueError, AttributeError):
+        pass
+    return body[:500]
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced (keys shorter than 8 are left)."""
+    if secret and len(secret) >= 8 and secret in text:
+        return text.replace(secret, REDACTED)
+    return text
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float,
+    secret: str | None = None,
+) -> bytes:
+    """POST ``body`` as JSON and return the 2xx reply's bytes; raise a ``ServingError`` otherwise."""
+    try:
+        async with session.post(url, json=body, headers=headers) as reply:
+            data = await reply.read()
+            if reply.status >= 400:
+                message = provider_error_message(data.decode(errors="replace"))
+                raise HTTPStatusError(
+                    redact(f"{url} answered HTTP {reply.status}: {message}", secret),
+                    status=reply.status,
+                    retry_after=parse_retry_after(reply.headers),
+                    provider_rpm=parse_provider_rpm(reply.headers) if reply.status == 429 else None,
+                )
+            return data
+    except aiohttp.ClientError as exc:
+        raise ServingError(
+            redact(f"connection to {url} failed: {type(exc).__name__}: {exc}", secret), retryable=True
+        ) from None
+    except TimeoutError:
+        raise ServingError(f"{url} did not answer within {timeout}s", retryable=True) from None
+
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def resolve_api_key(explicit: str | None, env_name: str, url: str) -> str | None:
+    """``explicit`` or the environment variable ``env_name``; only loopback URLs may go without."""
+    key = explicit or os.environ.get(env_name)
+    if not key and urlparse(url).hostname not in _LOOPBACK_HOSTS:
+        raise ConfigError(
+            f"no API key for {url}: set the {env_name} environment variable or pass api_key= to the serving"
+        )
+    return key
+
+
+def open_session(headers: dict[str, str], max_workers: int, timeout: float) -> aiohttp.ClientSession:
+    """One pooled aiohttp session for a serving: ``max_workers`` connections, a total timeout."""
+    return aiohttp.ClientSession(
+        headers=headers,
+        connector=aiohttp.TCPConnector(limit=max_workers, ttl_dns_cache=300),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+    )
+
+
+def salt_seed(salt: str) -> int:
+    """A stable sampling ``seed`` derived from a request's salt (how salts reach OpenAI)."""
+    return int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16) % (2**31)

@@ -1,0 +1,231 @@
+"""What a provider's Batch API offers the offline path, in provider-neutral terms.
+
+A ``BatchProvider`` turns requests into the provider's batch lines, submits a chunk of them as
+one job, reads a job's status, finds a job it created by the chunk id (to adopt a job whose id
+was never recorded) and parses a finished job's results into ``LineResult`` values. Everything
+about order, resubmission and bookkeeping lives in ``datamill.serving.offline.engine``.
+
+HTTP goes through aiohttp (already a runtime dependency and the transport of the online
+servings) rather than the official SDKs: the offline path makes a handful of calls per job,
+needs multipart uploads of up to 200 MB and streaming downloads, and must behave the same for
+both providers; the SDKs would add two runtime dependencies and their own retry layers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from datamill.errors import ServingError
+from datamill.serving.types import GenericRequest, GenericResponse
+
+log = logging.getLogger(__name__)
+
+#: Normalised job statuses. ``ENDED_STATUSES`` have results (or, ``failed``, errors) to read.
+ENDED_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+
+BodyFn = Callable[[GenericRequest], dict[str, Any]]
+
+
+@dataclass
+class JobInfo:
+    """A provider job as the offline path sees it."""
+
+    id: str
+    status: str
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    output_ref: str | None = None
+    error_ref: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED_STATUSES
+
+
+@dataclass(slots=True)
+class LineResult:
+    """One result line: a response, or the provider's error for that request."""
+
+    key: str
+    response: GenericResponse | None = None
+    error: str | None = None
+
+
+class BatchProviderError(ServingError):
+    """A Batch API call failed; ``status`` is the HTTP status when there was one."""
+
+
+class BatchProvider(ABC):
+    """One provider's Batch API. Limits are class attributes; subclasses may lower them."""
+
+    name: str = "generic"
+    #: Most requests one job may hold.
+    max_requests_per_job: int = 50_000
+    #: Most bytes of request lines one job may hold.
+    max_bytes_per_job: int = 200 * 1024 * 1024
+    #: Whether a chunk is first uploaded as a file (OpenAI) or sent inline (Anthropic).
+    needs_upload: bool = True
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        body_fn: BodyFn,
+        *,
+        timeout: float = 600.0,
+        max_requests_per_job: int | None = None,
+        max_bytes_per_job: int | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.body_fn = body_fn
+        self.timeout = timeout
+        if max_requests_per_job is not None:
+            self.max_requests_per_job = max_requests_per_job
+        if max_bytes_per_job is not None:
+            self.max_bytes_per_job = max_bytes_per_job
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- lines ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def encode_line(self, request: GenericRequest) -> bytes:
+        """The request as one batch line (JSON, no trailing newline); its key is the custom_id."""
+
+    def chunk_payload(self, lines: list[bytes]) -> bytes:
+        """The bytes sent for a chunk: a JSONL file by default."""
+        return b"\n".join(lines) + b"\n"
+
+    def payload_overhead(self, n_lines: int) -> int:
+        """Bytes the payload adds around its lines (separators, envelope)."""
+        return n_lines
+
+    # --- API -----------------------------------------------------------------------------
+
+    async def upload(self, chunk_id: str, payload: bytes) -> str:
+        """Upload a chunk's file; returns the file id (providers with ``needs_upload``)."""
+        raise NotImplementedError
+
+    async def find_upload(self, chunk_id: str) -> str | None:
+        """The id of a file uploaded for ``chunk_id`` whose id was never recorded, if any."""
+        return None
+
+    async def file_exists(self, file_id: str) -> bool:
+        return False
+
+    @abstractmethod
+    async def create_job(
+        self, chunk_id: str, *, file_id: str | None = None, payload: bytes | None = None
+    ) -> JobInfo:
+        """Create the job for a chunk, tagging it with ``chunk_id`` where the API allows."""
+
+    @abstractmethod
+    async def find_job(
+        self, chunk_id: str, *, created_after: float, n_requests: int, known_ids: set[str]
+    ) -> JobInfo | None:
+        """A job created for ``chunk_id`` whose id was never recorded (a crash), if any."""
+
+    @abstractmethod
+    async def get_job(self, job_id: str) -> JobInfo: ...
+
+    @abstractmethod
+    async def cancel_job(self, job_id: str) -> JobInfo: ...
+
+    @abstractmethod
+    async def results(self, job: JobInfo) -> list[LineResult]:
+        """Every result line of an ended job (output and error files together), in any order."""
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self.auth_headers(), timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self, method: str, path: str, *, attempts: int = 5, raw: bool = False, **kwargs: Any
+    ) -> Any:
+        """One API call with a few retries on 429/5xx/connection errors; JSON (or bytes) back."""
+        url = path if path.startswith("http") else self.base_url + path
+        session = await self.session()
+        delay = 0.5
+        for attempt in range(1, attempts + 1):
+            try:
+                async with session.request(method, url, **kwargs) as reply:
+                    body = await reply.read()
+                    if reply.status < 400:
+                        return body if raw else json.loads(body)
+                    message = _error_message(body)
+                    error = BatchProviderError(
+                        f"{self.name} {method} {url} answered HTTP {reply.status}: {message}",
+                        status=reply.status,
+                        retryable=reply.status == 429 or reply.status >= 500,
+                    )
+            except aiohttp.ClientError as exc:
+                error = BatchProviderError(f"{self.name} {method} {url} failed: {exc!r}", retryable=True)
+            except asyncio.TimeoutError:
+                error = BatchProviderError(f"{self.name} {method} {url} timed out", retryable=True)
+            if not error.retryable or attempt == attempts:
+                raise error
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 8.0)
+        raise AssertionError("unreachable")
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            inner = error.get("error")
+            if isinstance(inner, dict) and inner.get("message"):
+                return str(inner["message"])
+            if error.get("message"):
+                return str(error["message"])
+    except (ValueError, AttributeError):
+        pass
+    return body[:500].decode(errors="replace")
+
+
+def provider_for_record(name: str, base_url: str, api_key: str | None) -> BatchProvider:
+    """A provider able to read and cancel recorded jobs (no request encoding needed)."""
+    from datamill.serving.offline.anthropic_batch import AnthropicBatchProvider
+    from datamill.serving.offline.openai_batch import OpenAIBatchProvider
+
+    classes: dict[str, type[BatchProvider]] = {
+        "openai": OpenAIBatchProvider,
+        "anthropic": AnthropicBatchProvider,
+    }
+    if name not in classes:
+        raise ServingError(f"unknown batch provider {name!r} in the job records")
+
+    def no_body(request: GenericRequest) -> dict[str, Any]:
+        raise ServingError("this provider was built to read job records, not to encode requests")
+
+    return classes[name](base_url, api_key, no_body)
+
+
+#: The environment variable each provider's key is read from by ``datamill jobs``.
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}

@@ -1,0 +1,180 @@
+"""Per-serving rate limits: concurrency, requests per minute, tokens per minute, and 429 back-off.
+
+One ``ServingLimiter`` belongs to one serving, so every operator that uses the serving shares
+its limits. A request passes two gates before it is sent:
+
+1. **Concurrency** — an adaptive limit between 1 and ``max_workers``: halved on a 429 (at most
+   once per ``cut_interval`` seconds, so one storm is one cut) and grown back slowly, by
+   ``1 / limit`` per success (about one slot per round of successful requests).
+2. **Pacing** — token buckets for RPM and TPM, refilled continuously with a burst of one
+   second's worth. Requests go through the pacing gate one at a time, in arrival order, so a
+   serving emits requests evenly instead of in bursts. A 429 pauses the whole gate until its
+   ``Retry-After`` has passed: every request of the serving waits, not only the refused one.
+
+When the serving has no ``rpm`` and a 429 carries the provider's limit
+(``x-ratelimit-limit-requests``), that limit is adopted. TPM is charged with an estimate before
+the call and corrected with the reply's ``usage`` after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """A bucket of ``capacity`` refilled at ``rate`` per second; its level may go negative (debt).
+
+    A cost larger than the capacity passes once the bucket is full and leaves the bucket in
+    debt, so a large request is delayed, never refused forever.
+    """
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, capacity)
+        self.level = self.capacity
+        self.updated = now
+
+    def wait_time(self, cost: float, now: float) -> float:
+        """Seconds until ``cost`` can be taken (0.0 when it can be taken now)."""
+        self._refill(now)
+        needed = min(cost, self.capacity)
+        if self.level >= needed:
+            return 0.0
+        return (needed - self.level) / self.rate
+
+    def take(self, cost: float, now: float) -> None:
+        self._refill(now)
+        self.level -= cost
+
+    def adjust(self, delta: float) -> None:
+        """Charge ``delta`` more (or refund it when negative), e.g. actual minus estimated tokens."""
+        self.level = min(self.capacity, self.level - delta)
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+
+def per_second_bucket(per_minute: float, now: float) -> TokenBucket:
+    """A bucket for a per-minute limit, with a burst of one second's worth."""
+    rate = per_minute / 60.0
+    return TokenBucket(rate, rate, now)
+
+
+class ServingLimiter:
+    """Concurrency, RPM and TPM limits of one serving, plus its reaction to 429s.
+
+    Created per run inside the run's event loop (asyncio primitives belong to one loop);
+    ``acquire`` before each attempt, ``release`` after it.
+    """
+
+    def __init__(
+        self,
+        max_workers: int,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        cut_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_workers = max(1, int(max_workers))
+        self.clock = clock
+        now = clock()
+        self.rpm = rpm
+        self.tpm = tpm
+        self.requests = per_second_bucket(rpm, now) if rpm else None
+        self.tokens = per_second_bucket(tpm, now) if tpm else None
+        self.limit = float(self.max_workers)
+        self.in_use = 0
+        self.paused_until = 0.0
+        self.cut_interval = cut_interval
+        self.rate_limited = 0
+        self._last_cut = -1e18
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._gate = asyncio.Lock()
+
+    @property
+    def paces(self) -> bool:
+        """Whether requests go through the pacing gate (any RPM/TPM limit, or a 429 seen)."""
+        return self.requests is not None or self.tokens is not None or self.paused_until > 0.0
+
+    async def acquire(self, estimated_tokens: int = 0) -> None:
+        """Wait for a concurrency slot, then for the pacing gate; charge the buckets."""
+        if self.in_use < int(self.limit) and not self._waiters:
+            self.in_use += 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self.release()
+                else:
+                    self._waiters.remove(waiter)
+                raise
+        if not self.paces:
+            return
+        try:
+            await self._pass_gate(estimated_tokens)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._wake()
+
+    def record_success(self, estimated_tokens: int = 0, actual_tokens: int = 0) -> None:
+        """Grow the concurrency limit a little and correct the TPM charge from ``usage``."""
+        if self.limit < self.max_workers:
+            self.limit = min(float(self.max_workers), self.limit + 1.0 / self.limit)
+            self._wake()
+        if self.tokens is not None and actual_tokens:
+            self.tokens.adjust(actual_tokens - estimated_tokens)
+
+    def record_rate_limited(self, retry_after: float | None, provider_rpm: float | None = None) -> None:
+        """A 429: pause the whole serving for ``retry_after`` and cut the concurrency limit."""
+        self.rate_limited += 1
+        now = self.clock()
+        pause = retry_after if retry_after is not None and retry_after > 0 else 1.0
+        self.paused_until = max(self.paused_until, now + pause)
+        if self.requests is None and provider_rpm:
+            log.info("provider reports a limit of %d requests per minute; pacing to it", provider_rpm)
+            self.rpm = provider_rpm
+            self.requests = per_second_bucket(provider_rpm, now)
+            self.requests.level = 0.0
+        if now - self._last_cut >= self.cut_interval:
+            self._last_cut = now
+            self.limit = max(1.0, self.limit / 2.0)
+
+    async def _pass_gate(self, estimated_tokens: int) -> None:
+        async with self._gate:
+            while True:
+                now = self.clock()
+                wait = self.paused_until - now
+                if self.requests is not None:
+                    wait = max(wait, self.requests.wait_time(1, now))
+                if self.tokens is not None and estimated_tokens:
+                    wait = max(wait, self.tokens.wait_time(estimated_tokens, now))
+                if wait <= 0.0:
+                    break
+                await asyncio.sleep(wait)
+            if self.requests is not None:
+                self.requests.take(1, now)
+            if self.tokens is not None and estimated_tokens:
+                self.tokens.take(estimated_tokens, now)
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_use < int(self.limit):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_use += 1
+                waiter.set_result(None)

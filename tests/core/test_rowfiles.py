@@ -1,0 +1,217 @@
+"""Row files on disk: resumable positions, torn-line truncation, Parquet parts, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datamill.core.rowfiles import (
+    CsvReader,
+    count_rows,
+    iter_rows,
+    open_reader,
+    open_writer,
+    part_name,
+    read_head,
+)
+from datamill.errors import ConfigError, InputFileError
+
+ROWS = [{"id": i, "text": f"row {i}", "tags": [i, i + 1]} for i in range(7)]
+
+
+def write_batches(path: Path, fmt: str, batches: list[list[dict]]) -> list[int]:
+    """Append each batch, syncing after each; return the committed position after each batch."""
+    positions = []
+    writer = open_writer(path, fmt, 0)
+    try:
+        for batch in batches:
+            position = writer.append(batch)
+            writer.sync()
+            positions.append(position)
+    finally:
+        writer.close()
+    return positions
+
+
+def read_with_positions(path: Path, fmt: str, position: int = 0) -> list[tuple[dict, int]]:
+    return list(open_reader(path, fmt).iter_from(position))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_iter_from_each_position_resumes_exactly_after_that_row(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"step.{fmt}"
+    write_batches(path, fmt, [ROWS[:3], ROWS[3:5], ROWS[5:]])
+    pairs = read_with_positions(path, fmt)
+    all_rows = [row for row, _ in pairs]
+    assert len(all_rows) == len(ROWS)
+    assert [str(r["id"]) for r in all_rows] == [str(r["id"]) for r in ROWS]
+    for index, (_, position) in enumerate(pairs):
+        rest = [row for row, _ in read_with_positions(path, fmt, position)]
+        assert rest == all_rows[index + 1 :], f"resuming after row {index}"
+    assert [row for row, _ in read_with_positions(path, fmt, 0)] == all_rows
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_writer_position_is_the_file_length_and_reader_positions_agree(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"step.{fmt}"
+    positions = write_batches(path, fmt, [ROWS[:3], ROWS[3:]])
+    assert positions[-1] == path.stat().st_size
+    reader_positions = [position for _, position in read_with_positions(path, fmt)]
+    assert positions[0] == reader_positions[2]
+    assert positions[1] == reader_positions[-1]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_open_writer_at_committed_position_truncates_a_torn_line(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"step.{fmt}"
+    committed = write_batches(path, fmt, [ROWS[:3]])[-1]
+    with path.open("ab") as handle:  # a batch that never committed, cut off mid-line
+        handle.write(b'{"id": 99, "text": "torn' if fmt == "jsonl" else b'99,"torn\nstill in the cell')
+    assert path.stat().st_size > committed
+
+    writer = open_writer(path, fmt, committed)
+    assert path.stat().st_size == committed
+    writer.append(ROWS[3:5])
+    writer.sync()
+    writer.close()
+
+    rows = list(iter_rows(path, fmt))
+    assert [str(r["id"]) for r in rows] == [str(r["id"]) for r in ROWS[:5]]
+
+
+def test_csv_writer_reopened_keeps_the_header_and_writes_no_second_one(tmp_path: Path) -> None:
+    path = tmp_path / "step.csv"
+    committed = write_batches(path, "csv", [ROWS[:2]])[-1]
+    writer = open_writer(path, "csv", committed)
+    writer.append(ROWS[2:4])
+    writer.sync()
+    writer.close()
+    text = path.read_text()
+    assert text.count("id,text,tags") == 1
+    assert [r["id"] for r in iter_rows(path)] == ["0", "1", "2", "3"]
+
+
+def test_csv_quoted_newlines_and_commas_survive_a_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    tricky = 'line one\nline two, with a comma, and "quotes"'
+    path.write_text('id,text\n1,"' + tricky.replace('"', '""') + '"\n2,plain\n', encoding="utf-8")
+    rows = list(iter_rows(path))
+    assert rows == [{"id": "1", "text": tricky}, {"id": "2", "text": "plain"}]
+    pairs = read_with_positions(path, "csv")
+    assert [row for row, _ in read_with_positions(path, "csv", pairs[0][1])] == [rows[1]]
+
+    out = tmp_path / "out.csv"
+    write_batches(out, "csv", [rows])
+    assert list(iter_rows(out)) == rows
+
+
+def test_csv_writer_refuses_a_row_with_a_column_the_header_lacks(tmp_path: Path) -> None:
+    writer = open_writer(tmp_path / "step.csv", "csv", 0)
+    writer.append([{"a": 1}])
+    with pytest.raises(ConfigError, match=r"\['b'\]"):
+        writer.append([{"a": 2, "b": 3}])
+    writer.close()
+
+
+def test_parquet_step_is_a_directory_of_one_part_per_batch(tmp_path: Path) -> None:
+    path = tmp_path / "step.parquet"
+    positions = write_batches(path, "parquet", [ROWS[:3], [], ROWS[3:5], ROWS[5:]])
+    assert path.is_dir()
+    assert sorted(p.name for p in path.iterdir()) == [part_name(0), part_name(1), part_name(2)]
+    assert positions == [1 << 32, 1 << 32, 2 << 32, 3 << 32]
+    assert list(iter_rows(path, "parquet")) == ROWS
+    assert count_rows(path, "parquet") == len(ROWS)
+
+
+def test_parquet_writer_at_a_position_removes_later_parts_and_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "step.parquet"
+    positions = write_batches(path, "parquet", [ROWS[:3], ROWS[3:5], ROWS[5:]])
+    (path / (part_name(3) + ".tmp")).write_bytes(b"half-written")
+
+    writer = open_writer(path, "parquet", positions[0])
+    assert sorted(p.name for p in path.iterdir()) == [part_name(0)]
+    writer.append(ROWS[3:])
+    writer.sync()
+    assert list(iter_rows(path, "parquet")) == ROWS
+
+
+def test_single_parquet_input_file_positions_are_row_indexes(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "input.parquet"
+    pq.write_table(pa.Table.from_pylist(ROWS), path, row_group_size=2)
+    pairs = read_with_positions(path, "parquet")
+    assert [position for _, position in pairs] == list(range(1, len(ROWS) + 1))
+    assert [row for row, _ in read_with_positions(path, "parquet", 3)] == ROWS[3:]
+
+
+def write_jsonl_with_bad_line(path: Path, rows: int, bad_line: int) -> None:
+    lines = [json.dumps({"id": i, "text": f"t{i}"}) for i in range(rows)]
+    lines[bad_line - 1] = '{"id": broken'
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_read_head_reads_only_the_first_rows_of_a_file_broken_further_down(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    write_jsonl_with_bad_line(path, 1200, bad_line=1000)
+    assert len(read_head(path, 20)) == 20
+    with pytest.raises(InputFileError) as caught:
+        list(iter_rows(path))
+    assert str(path) in str(caught.value)
+    assert "line 1000 " in str(caught.value)
+
+
+def test_a_jsonl_line_that_is_not_an_object_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(InputFileError, match=r"line 2 is a JSON list"):
+        list(iter_rows(path))
+
+
+def test_blank_jsonl_lines_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n\n   \n{"a": 2}\n')
+    assert list(iter_rows(path)) == [{"a": 1}, {"a": 2}]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_non_utf8_input_names_the_file_and_line(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"in.{fmt}"
+    if fmt == "jsonl":
+        path.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    else:
+        path.write_bytes(b"text\nok\ncaf\xe9\n")
+    with pytest.raises(InputFileError) as caught:
+        list(iter_rows(path))
+    message = str(caught.value)
+    assert str(path) in message and "not UTF-8" in message
+    assert ("line 2 " if fmt == "jsonl" else "line 3 ") in message
+
+
+def test_missing_input_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "in.jsonl"
+    with pytest.raises(InputFileError, match=str(path)):
+        open_reader(path)
+
+
+def test_unknown_extension_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown file type"):
+        open_reader(tmp_path / "in.txt")
+
+
+def test_empty_files_have_no_rows(tmp_path: Path) -> None:
+    for name in ("in.jsonl", "in.csv"):
+        (tmp_path / name).write_bytes(b"")
+        assert list(iter_rows(tmp_path / name)) == []
+        assert read_head(tmp_path / name) == []
+    assert CsvReader(tmp_path / "in.csv").header() == []
+    assert count_rows(tmp_path / "in.jsonl") == 0
+
+
+def test_count_rows_counts_a_last_line_without_newline(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}')
+    assert count_rows(path) == 2

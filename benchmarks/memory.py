@@ -65,7 +65,17 @@ def child(args: argparse.Namespace) -> None:
 def run_child(input_path: Path, cache: Path, url: str) -> dict:
     launched = time.time()
     out = subprocess.run(
-        [sys.executable, __file__, "--child", "--input", str(input_path), "--cache", str(cache), "--url", url],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--input",
+            str(input_path),
+            "--cache",
+            str(cache),
+            "--url",
+            url,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -110,14 +120,20 @@ def main() -> None:
         for rows in (args.small, args.rows):
             path = write_input(Path(tmp) / f"in_{rows}.jsonl", rows, tag=f"m{rows}-")
             results[rows] = run_child(path, Path(tmp) / f"cache_{rows}", url)
-            print(f"{rows:>9} rows: peak RSS {results[rows]['peak_rss_mb']:.0f} MB in {results[rows]['seconds']:.0f} s")
+            print(
+                f"{rows:>9} rows: peak RSS {results[rows]['peak_rss_mb']:.0f} MB in {results[rows]['seconds']:.0f} s"
+            )
         big_cache = Path(tmp) / f"cache_{args.rows}"
         kept = rewind_to_fraction(big_cache, 0.9)
         resumed = run_child(Path(tmp) / f"in_{args.rows}.jsonl", big_cache, url)
     small, big = results[args.small]["peak_rss_mb"], results[args.rows]["peak_rss_mb"]
     to_first = resumed["first_commit"] - resumed["launched"]
-    print(f"peak RSS {args.rows} rows / {args.small} rows = {big / small:.2f}   (target ≤ 1.20; {big:.0f} MB, target ≤ 300)")
-    print(f"resume from row {kept} of {args.rows}: first new commit {to_first:.2f} s after launch (target ≤ 2 s)")
+    print(
+        f"peak RSS {args.rows} rows / {args.small} rows = {big / small:.2f}   (target ≤ 1.20; {big:.0f} MB, target ≤ 300)"
+    )
+    print(
+        f"resume from row {kept} of {args.rows}: first new commit {to_first:.2f} s after launch (target ≤ 2 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,34 +6,40 @@ code paths that need them. The public names below are resolved lazily on first a
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from datamill._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
+#: Operators resolve through ``datamill.operators``, which knows each one's module.
+_OPERATORS = (
+    "PromptedGenerator",
+    "PromptTemplateGenerator",
+    "ChatGenerator",
+    "StructuredGenerator",
+    "LLMScorer",
+    "ScoreFilter",
+    "LengthFilter",
+    "RegexFilter",
+    "LanguageFilter",
+    "MapOperator",
+    "FilterOperator",
+    "ExpandOperator",
+    "ExactDeduplicator",
+    "MinHashDeduplicator",
+    "Dropped",
+    "Failed",
+    "Operator",
+    "LLMOperator",
+)
+
 _EXPORTS: dict[str, str] = {
+    **dict.fromkeys(_OPERATORS, "datamill.operators"),
     "BatchedPipelineABC": "datamill.pipeline.base",
     "BatchedFileStorage": "datamill.pipeline.storage",
     "RunSummary": "datamill.pipeline.summary",
     "APILLMServing_request": "datamill.serving.openai_compat",
-    "PromptedGenerator": "datamill.operators.generate",
-    "PromptTemplateGenerator": "datamill.operators.templated",
-    "ChatGenerator": "datamill.operators.chat",
-    "StructuredGenerator": "datamill.operators.structured",
-    "LLMScorer": "datamill.operators.judge",
-    "ScoreFilter": "datamill.operators.filters",
-    "LengthFilter": "datamill.operators.filters",
-    "RegexFilter": "datamill.operators.filters",
-    "LanguageFilter": "datamill.operators.filters",
-    "MapOperator": "datamill.operators.functional",
-    "FilterOperator": "datamill.operators.functional",
-    "ExpandOperator": "datamill.operators.functional",
-    "ExactDeduplicator": "datamill.operators.dedup",
-    "MinHashDeduplicator": "datamill.operators.dedup",
-    "Dropped": "datamill.operators.base",
-    "Failed": "datamill.operators.base",
-    "Operator": "datamill.operators.base",
-    "LLMOperator": "datamill.operators.base",
     "DatamillError": "datamill.errors",
     "OfflineBatchGenerationNotFinished": "datamill.errors",
     "RowsFailedError": "datamill.errors",
@@ -82,14 +88,7 @@ __all__ = [
     "__version__",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'datamill' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -33,10 +33,13 @@ def demo(
     cache: str = typer.Option("./demo_cache", help="Cache directory for step files and state."),
     batch_size: int = typer.Option(16, min=1, help="Rows per committed batch."),
     api_url: str = typer.Option(
-        None, help="A real OpenAI-compatible chat-completions URL (key from OPENAI_API_KEY); default: simulator."
+        None,
+        help="A real OpenAI-compatible chat-completions URL (key from OPENAI_API_KEY); default: simulator.",
     ),
     model: str = typer.Option("gpt-4o-mini", help="Model name sent to the endpoint."),
-    latency: float = typer.Option(0.05, min=0, help="Simulated provider latency in seconds (simulator only)."),
+    latency: float = typer.Option(
+        0.05, min=0, help="Simulated provider latency in seconds (simulator only)."
+    ),
     fresh: bool = typer.Option(False, help="Start over instead of resuming (cached responses are reused)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display and no summary."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),

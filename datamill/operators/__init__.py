@@ -6,8 +6,7 @@ the language filter's model load only when used).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from datamill._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Operator": "datamill.operators.base",
@@ -35,10 +34,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'datamill.operators' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)

@@ -27,7 +27,7 @@ from datamill.pipeline.estimate import PipelineEstimate, estimate_plan
 from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, validate_keys
 from datamill.pipeline.progress import LoggingProgress, ProgressSink
 from datamill.pipeline.reconcile import reconcile
-from datamill.pipeline.runner import PipelineRunner
+from datamill.pipeline.runner import FAILURE_SAMPLES, PipelineRunner
 from datamill.pipeline.storage import BatchedFileStorage
 from datamill.pipeline.summary import RunSummary, StepSummary
 
@@ -211,7 +211,7 @@ def _run(
         state = StateDB(storage.state_path)
         cache = RequestCache(storage.state_path)
         run_id = state.start_run(os.getpid())
-        summary = RunSummary(steps=[StepSummary(step.index, step.name) for step in plan])
+        summary = RunSummary(steps=[StepSummary(step.index, step.name, _model_of(step)) for step in plan])
         summary.output_path = str(plan[-1].output_path)
         try:
             compute_fingerprints(plan, storage)
@@ -269,18 +269,16 @@ def make_budget(max_cost_usd: float | None, plan: list[StepPlan], state: StateDB
     return Budget(max_cost_usd, spent_before=spent)
 
 
+def _model_of(step: StepPlan) -> str:
+    """The model a step's tokens and cost belong to ("" for steps that call none)."""
+    serving = getattr(step.operator, "llm_serving", None)
+    return str(getattr(serving, "model_name", "") or "")
+
+
 def _fill_totals(state: StateDB, step: StepPlan, summary: StepSummary) -> None:
-    totals = state.step_totals(step.index)
     stored = state.load_step(step.index) or {}
     summary.status = stored.get("status", summary.status)
-    summary.rows_in = totals["rows_in"]
-    summary.rows_out = totals["rows_out"]
-    summary.rows_failed = totals["rows_failed"]
-    summary.rows_dropped = totals["rows_dropped"]
-    summary.prompt_tokens = totals["prompt_tokens"]
-    summary.completion_tokens = totals["completion_tokens"]
-    summary.cost_usd = totals["cost_usd"]
-    summary.failure_samples = state.failures(step.index, limit=5)
+    summary.load_totals(state.step_totals(step.index), state.failures(step.index, limit=FAILURE_SAMPLES))
 
 
 def _run_coroutine(factory: Callable[[], Any]) -> None:

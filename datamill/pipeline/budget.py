@@ -19,6 +19,8 @@ from datamill.serving.dispatch import DispatchStats
 
 log = logging.getLogger(__name__)
 
+COST_EPSILON_USD = 1e-9  # sums of float costs differ in the last bits; a nano-dollar is "equal"
+
 
 @dataclass
 class Budget:
@@ -33,7 +35,7 @@ class Budget:
 
     def check(self, stats: DispatchStats) -> bool:
         """Whether the budget is reached now (remembered, so the run can say so at the end)."""
-        if not self.reached and self.spent(stats) >= self.max_cost_usd:
+        if not self.reached and self.spent(stats) + COST_EPSILON_USD >= self.max_cost_usd:
             self.reached = True
             log.warning(
                 "budget of $%.4f reached ($%.4f recorded): committing the batches in flight, then stopping",

@@ -4,8 +4,8 @@ The commit protocol for each batch is: append its rows to the step file, fsync, 
 the commit in one SQLite transaction. Batches that become ready while a commit is in progress
 are committed together next time — each keeps its own commit record, so each stays atomic,
 but the group pays one fsync and one transaction. The work runs in one thread so the event
-loop keeps requests flowing meanwhile. That thread is the run's single writer: request-cache
-writes go through it too, so no write ever waits on another's lock.
+loop keeps requests flowing meanwhile. Request-cache writes have a thread of their own, so a
+response arriving during a commit is stored at once rather than after this group's fsync.
 """
 
 from __future__ import annotations

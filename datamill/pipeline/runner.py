@@ -102,9 +102,13 @@ class PipelineRunner:
         self.batch_size = batch_size
         self.progress = progress
         self.budget = budget
-        self.writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-writer")
+        # Two writer threads, so neither waits on the other's I/O: responses go to the request
+        # cache the moment they arrive (never queued behind a step file's fsync), and batches
+        # are appended and committed in order. SQLite serialises their short transactions.
+        self.cache_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-cache-writer")
+        self.commit_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-commit")
         self.dispatcher = RequestDispatcher(
-            cache, persist=lambda items: self.writer_thread.submit(cache.put_many, items)
+            cache, persist=lambda items: self.cache_writer.submit(cache.put_many, items)
         )
 
     async def run(self) -> None:
@@ -121,7 +125,8 @@ class PipelineRunner:
             try:
                 await self.dispatcher.close()
             finally:
-                self.writer_thread.shutdown(wait=True)
+                self.commit_writer.shutdown(wait=True)
+                self.cache_writer.shutdown(wait=True)
                 for serving in servings:
                     await serving.close()
 
@@ -139,7 +144,7 @@ class PipelineRunner:
         position = self.state.load_position(step.index)
         reader = open_reader(step.input_path, step.input_format)
         writer = open_writer(step.output_path, step.output_format, position.out_position)
-        committer = GroupCommitter(step.index, writer, self.state, self.writer_thread)
+        committer = GroupCommitter(step.index, writer, self.state, self.commit_writer)
         committer.committed_rows_in = position.in_rows
         started = time.monotonic()
         sent_before, hits_before, retries_before = (
@@ -227,7 +232,7 @@ class PipelineRunner:
         row_index: int,
         committer: GroupCommitter,
     ) -> None:
-        window = max(2 * self.batch_size, 4 * op.llm_serving.max_workers)
+        window = max(2 * self.batch_size, 8 * op.llm_serving.max_workers)
         in_flight: deque[_InFlight] = deque()
         rows_in_flight = 0
 
@@ -288,17 +293,11 @@ class PipelineRunner:
         )
 
     def _finish_step_summary(self, step: StepPlan, summary: StepSummary, started: float) -> None:
-        totals = self.state.step_totals(step.index)
         summary.status = "done"
         summary.seconds = time.monotonic() - started
-        summary.rows_in = totals["rows_in"]
-        summary.rows_out = totals["rows_out"]
-        summary.rows_failed = totals["rows_failed"]
-        summary.rows_dropped = totals["rows_dropped"]
-        summary.prompt_tokens = totals["prompt_tokens"]
-        summary.completion_tokens = totals["completion_tokens"]
-        summary.cost_usd = totals["cost_usd"]
-        summary.failure_samples = self.state.failures(step.index, limit=FAILURE_SAMPLES)
+        summary.load_totals(
+            self.state.step_totals(step.index), self.state.failures(step.index, limit=FAILURE_SAMPLES)
+        )
 
 
 def _step_requests(op: LLMOperator, call: dict, rows: Iterator[tuple[Row, int]]) -> Iterator[GenericRequest]:

@@ -10,6 +10,7 @@ from typing import Any
 class StepSummary:
     index: int
     name: str
+    model: str = ""
     status: str = "pending"
     rows_in: int = 0
     rows_out: int = 0
@@ -25,6 +26,17 @@ class StepSummary:
     seconds: float = 0.0
     changes: list[str] = field(default_factory=list)
     failure_samples: list[tuple[int, str]] = field(default_factory=list)
+
+    def load_totals(self, totals: dict[str, Any], failure_samples: list[tuple[int, str]]) -> None:
+        """Take the step's committed totals (``StateDB.step_totals``): the database is the truth."""
+        self.rows_in = totals["rows_in"]
+        self.rows_out = totals["rows_out"]
+        self.rows_failed = totals["rows_failed"]
+        self.rows_dropped = totals["rows_dropped"]
+        self.prompt_tokens = totals["prompt_tokens"]
+        self.completion_tokens = totals["completion_tokens"]
+        self.cost_usd = totals["cost_usd"]
+        self.failure_samples = failure_samples
 
     @property
     def rows_per_second(self) -> float:

@@ -5,11 +5,12 @@ client cost (``benchmarks/client_overhead.py``, docs/benchmarks.md). Requests ar
 same chat messages: system messages go to the top-level ``system`` parameter; ``max_tokens``
 is required by the API and defaults to 1024.
 
-The Messages API has no ``n``. A request asking for ``n > 1`` samples is answered by ``n``
-calls made inside one ``send_once``, each marked with a distinct ``metadata.user_id``; samples
-already received are kept across retries of the request, so a retry after one failed call
-pays only for the missing samples. A salted request (a retry of a reply that failed
-validation) carries its salt the same way, so the provider sees a distinct request.
+The Messages API has no ``n`` (``supports_n = False``): ``build_requests(messages, n=k)``
+gives ``k`` requests salted ``sample-i``, each its own cache entry. A request built directly
+with ``n > 1`` is answered by ``n`` calls inside one ``send_once``; samples already received
+are kept across retries of that request, so a retry pays only for the missing ones. Every
+salt (a sample, or a retry of a reply that failed validation) is sent as
+``metadata.user_id``, so the provider sees a distinct request.
 """
 
 from __future__ import annotations
@@ -18,12 +19,8 @@ import asyncio
 import json
 from typing import Any
 
-import aiohttp
-
 from datamill.errors import InvalidResponseError
-from datamill.serving.base import LLMServingABC
-from datamill.serving.http import open_session, post_json, resolve_api_key
-from datamill.serving.retry import RetryPolicy
+from datamill.serving.http_serving import HTTPLLMServing
 from datamill.serving.structured import schema_instruction
 from datamill.serving.types import GenericRequest, GenericResponse
 
@@ -42,13 +39,15 @@ def messages_url(api_url: str) -> str:
     return url + "/v1/messages"
 
 
-class AnthropicLLMServing(LLMServingABC):
+class AnthropicLLMServing(HTTPLLMServing):
     """Claude models through ``POST /v1/messages``.
 
     The key comes from ``api_key`` or ``ANTHROPIC_API_KEY`` and is sent as ``x-api-key`` only.
     ``response_format`` (a JSON schema asked by a structured generator) becomes an instruction
     appended to the system prompt, since the Messages API has no such parameter; replies are
-    validated by the operator either way.
+    validated by the operator either way. The other keyword arguments (``api_key``, ``timeout``,
+    ``max_retries``, ``retry``, ``rpm``, ``tpm``, ``price_per_million``, extra generation
+    parameters) are ``HTTPLLMServing``'s.
 
     ``use_offline_batch_generation=True`` runs the serving's steps through the Message Batches
     API (``datamill.serving.offline``; one batch line per request, ``n`` is not expanded there:
@@ -65,52 +64,29 @@ class AnthropicLLMServing(LLMServingABC):
         model_name: str = "claude-haiku-4-5",
         max_workers: int = 16,
         *,
-        api_key: str | None = None,
         key_name_of_api_key: str = "ANTHROPIC_API_KEY",
         max_tokens: int = DEFAULT_MAX_TOKENS,
         temperature: float | None = None,
-        timeout: float = 120.0,
-        max_retries: int = 6,
-        retry: RetryPolicy | None = None,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        price_per_million: dict[str, float] | None = None,
-        use_offline_batch_generation: bool = False,
-        offline_batch_generation_block_until_done: float | None = None,
-        **params: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
+            messages_url(api_url),
             model_name,
-            max_workers=max_workers,
-            retry=retry or RetryPolicy(max_attempts=max_retries),
-            params={"temperature": temperature, "max_tokens": max_tokens, **params},
-            rpm=rpm,
-            tpm=tpm,
-            price_per_million=price_per_million,
+            max_workers,
+            key_name_of_api_key=key_name_of_api_key,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            **kwargs,
         )
-        self.api_url = messages_url(api_url)
-        self.timeout = timeout
-        self._key_env = key_name_of_api_key
-        self._api_key = api_key
-        self._key: str | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._partial: dict[str, dict[int, GenericResponse]] = {}
-        self.use_offline_batch_generation = bool(use_offline_batch_generation)
-        self.offline_batch_generation_block_until_done = offline_batch_generation_block_until_done
 
-    async def start(self) -> None:
-        if self._session is not None and not self._session.closed:
-            return
-        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
-        self._key = resolve_api_key(self._api_key, self._key_env, self.api_url)
-        if self._key:
-            headers["x-api-key"] = self._key
-        self._session = open_session(headers, self.max_workers, self.timeout)
+    def provider_headers(self, key: str | None) -> dict[str, str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if key:
+            headers["x-api-key"] = key
+        return headers
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
         self._partial.clear()
         await super().close()
 
@@ -123,8 +99,9 @@ class AnthropicLLMServing(LLMServingABC):
             if self.api_url.endswith("/v1/messages")
             else self.api_url[: -len("/messages")]
         )
-        key = resolve_api_key(self._api_key, self._key_env, self.api_url)
-        return AnthropicBatchProvider(base, key, self.request_body, timeout=max(self.timeout, 600.0))
+        return AnthropicBatchProvider(
+            base, self.resolve_key(), self.request_body, timeout=max(self.timeout, 600.0)
+        )
 
     def request_body(self, request: GenericRequest, sample: int | None = None) -> dict[str, Any]:
         """The Messages API body; ``sample`` marks the k-th of ``n`` samples."""
@@ -174,18 +151,8 @@ class AnthropicLLMServing(LLMServingABC):
         )
 
     async def _call(self, request: GenericRequest, sample: int | None) -> GenericResponse:
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
-        body = await post_json(
-            self._session,
-            self.api_url,
-            self.request_body(request, sample),
-            headers={"X-Datamill-Request-Key": request.key if sample is None else f"{request.key}:{sample}"},
-            timeout=self.timeout,
-            secret=self._key,
-        )
-        return parse_message(body)
+        request_key = request.key if sample is None else f"{request.key}:{sample}"
+        return parse_message(await self.post(self.request_body(request, sample), request_key))
 
 
 def parse_message(body: bytes) -> GenericResponse:

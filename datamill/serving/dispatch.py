@@ -99,6 +99,7 @@ class RequestDispatcher:
             if response.offline and key in self.offline_fresh:
                 self.offline_fresh.discard(key)
                 response.cached = False  # answered by a batch job: its cost is this commit's
+                self.stats.cost_usd += serving.cost_usd(response)
             future.set_result(response)
             return future
         if serving.use_offline_batch_generation:

@@ -20,6 +20,7 @@ from typing import Any
 
 from datamill.errors import ConfigError, ServingError
 from datamill.serving.base import LLMServingABC
+from datamill.serving.http import salt_seed
 from datamill.serving.pricing import Price
 from datamill.serving.types import GenericRequest, GenericResponse
 
@@ -154,7 +155,6 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
-        responses = []
         groups: dict[str, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(_generation_key(request), []).append(index)
@@ -168,7 +168,7 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
             encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
             if temperature > 0:
                 seed = params.get("seed")
-                torch.manual_seed(int(seed) if seed is not None else hash(first.salt or "") & 0x7FFFFFFF)
+                torch.manual_seed(int(seed) if seed is not None else salt_seed(first.salt or ""))
             with torch.no_grad():
                 output = model.generate(
                     **encoded,
@@ -186,8 +186,7 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
                 completion = int(sum(int((row != tokenizer.pad_token_id).sum()) for row in rows))
                 prompt_tokens = int(encoded["attention_mask"][position].sum())
                 results[index] = GenericResponse(texts, prompt_tokens, completion, model=self.model_name)
-        responses = [results[i] for i in range(len(requests))]
-        return responses
+        return [results[i] for i in range(len(requests))]
 
 
 def _generation_key(request: GenericRequest) -> str:

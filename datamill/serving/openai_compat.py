@@ -10,20 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
-
 from datamill.errors import InvalidResponseError
-from datamill.serving.base import LLMServingABC
-from datamill.serving.http import (
-    HTTPStatusError,
-    open_session,
-    parse_retry_after,
-    post_json,
-    provider_error_message,
-    resolve_api_key,
-    salt_seed,
-)
-from datamill.serving.retry import RetryPolicy
+from datamill.serving.http import HTTPStatusError, parse_retry_after, provider_error_message, salt_seed
+from datamill.serving.http_serving import HTTPLLMServing
 from datamill.serving.types import GenericRequest, GenericResponse
 
 __all__ = [
@@ -44,13 +33,15 @@ def chat_completions_url(api_url: str) -> str:
     return url + "/chat/completions"
 
 
-class APILLMServing_request(LLMServingABC):  # noqa: N801 - name kept for pipelines ported from DataFlow
+class APILLMServing_request(HTTPLLMServing):  # noqa: N801 - name kept for pipelines ported from DataFlow
     """OpenAI-compatible chat completions.
 
     The API key comes from ``api_key`` or the environment variable ``key_name_of_api_key``
     (``OPENAI_API_KEY`` by default); it is sent in the ``Authorization`` header only and never
     stored in the cache, the state database or logs. Loopback endpoints (the simulator, a local
-    vLLM server) may run without a key.
+    vLLM server) may run without a key. The other keyword arguments (``timeout``,
+    ``max_retries``, ``retry``, ``rpm``, ``tpm``, ``price_per_million``, extra generation
+    parameters) are ``HTTPLLMServing``'s.
 
     ``rpm`` / ``tpm`` pace the serving (see ``datamill.serving.ratelimit``);
     ``price_per_million={"input": .., "output": ..}`` overrides the price table. A salted
@@ -71,60 +62,32 @@ class APILLMServing_request(LLMServingABC):  # noqa: N801 - name kept for pipeli
         model_name: str = "gpt-4o-mini",
         max_workers: int = 16,
         *,
-        api_key: str | None = None,
         key_name_of_api_key: str = "OPENAI_API_KEY",
         temperature: float | None = None,
         max_tokens: int | None = None,
-        timeout: float = 120.0,
-        max_retries: int = 6,
-        retry: RetryPolicy | None = None,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        price_per_million: dict[str, float] | None = None,
-        use_offline_batch_generation: bool = False,
-        offline_batch_generation_block_until_done: float | None = None,
-        **params: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
+            chat_completions_url(api_url),
             model_name,
-            max_workers=max_workers,
-            retry=retry or RetryPolicy(max_attempts=max_retries),
-            params={"temperature": temperature, "max_tokens": max_tokens, **params},
-            rpm=rpm,
-            tpm=tpm,
-            price_per_million=price_per_million,
+            max_workers,
+            key_name_of_api_key=key_name_of_api_key,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            **kwargs,
         )
-        self.api_url = chat_completions_url(api_url)
-        self.timeout = timeout
-        self._key_env = key_name_of_api_key
-        self._api_key = api_key
-        self._key: str | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.use_offline_batch_generation = bool(use_offline_batch_generation)
-        self.offline_batch_generation_block_until_done = offline_batch_generation_block_until_done
 
-    async def start(self) -> None:
-        if self._session is not None and not self._session.closed:
-            return
-        headers = {"Content-Type": "application/json"}
-        self._key = resolve_api_key(self._api_key, self._key_env, self.api_url)
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        self._session = open_session(headers, self.max_workers, self.timeout)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await super().close()
+    def provider_headers(self, key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def batch_provider(self) -> Any:
         """OpenAI's Batch API at this endpoint's base URL (``/files``, ``/batches``)."""
         from datamill.serving.offline.openai_batch import OpenAIBatchProvider
 
         base = self.api_url[: -len("/chat/completions")]
-        key = resolve_api_key(self._api_key, self._key_env, self.api_url)
-        return OpenAIBatchProvider(base, key, self.request_body, timeout=max(self.timeout, 600.0))
+        return OpenAIBatchProvider(
+            base, self.resolve_key(), self.request_body, timeout=max(self.timeout, 600.0)
+        )
 
     def request_body(self, request: GenericRequest) -> dict[str, Any]:
         body = {"model": request.model, "messages": request.messages, **request.params}
@@ -133,18 +96,7 @@ class APILLMServing_request(LLMServingABC):  # noqa: N801 - name kept for pipeli
         return body
 
     async def send_once(self, request: GenericRequest) -> GenericResponse:
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
-        body = await post_json(
-            self._session,
-            self.api_url,
-            self.request_body(request),
-            headers={"X-Datamill-Request-Key": request.key},
-            timeout=self.timeout,
-            secret=self._key,
-        )
-        return parse_chat_completion(body)
+        return parse_chat_completion(await self.post(self.request_body(request), request.key))
 
 
 def parse_chat_completion(body: bytes) -> GenericResponse:

@@ -20,11 +20,13 @@ def summary_table(summary: RunSummary) -> Table:
         title += " (already complete: nothing was sent)"
     table = Table(title=title, title_justify="left")
     table.add_column("step")
+    table.add_column("model")
     for name in ("in", "out", "failed", "dropped", "sent", "cached", "retries", "tokens", "cost", "rows/s"):
         table.add_column(name, justify="right")
     for step in summary.steps:
         table.add_row(
             f"{step.index} {step.name}",
+            step.model or "-",
             str(step.rows_in),
             str(step.rows_out),
             f"[red]{step.rows_failed}[/red]" if step.rows_failed else "0",

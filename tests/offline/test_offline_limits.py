@@ -129,3 +129,18 @@ def test_120k_rows_become_three_openai_jobs(make_simulator, tmp_path: Path) -> N
     stats = sim.stats()
     assert (stats["files_created"], stats["batches_created"], stats["batch_requests"]) == (3, 3, rows)
     assert [job["n_requests"] for job in job_rows(cache / "off.state.db")] == [50_000, 50_000, 20_000]
+
+
+def test_cache_entry_matches_generic_response_to_cache() -> None:
+    import json
+
+    from datamill.serving.offline.provider import cache_entry
+    from datamill.serving.types import GenericResponse
+
+    texts = ['a "quoted" reply', "naïve — ünïcode\n"]
+    text = cache_entry(texts, 12, 34, "gpt-4o-mini")
+    expected = GenericResponse(texts, 12, 34, "gpt-4o-mini", offline=True).to_cache()
+    assert json.loads(text) == expected
+    assert text == json.dumps(expected, ensure_ascii=False)
+    restored = GenericResponse.from_cache(json.loads(text))
+    assert restored.offline and restored.texts == texts

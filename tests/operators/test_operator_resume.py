@@ -5,15 +5,13 @@ drop counts of an uninterrupted run: filtered rows leave the step file, resume s
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.subprocess_runs import run_pipeline_script
 from operator_helpers import read_jsonl, write_jsonl
 
 PIPELINE = """
@@ -69,31 +67,6 @@ def curate(tmp_path: Path, sim):  # type: ignore[no-untyped-def]
     return script, source, sim.openai_base
 
 
-def _run(
-    script: Path,
-    source: Path,
-    cache: Path,
-    url: str,
-    batch: int,
-    fault: str | None = None,
-    kill_after: float | None = None,
-) -> int:
-    env = {**os.environ, "IN": str(source), "CACHE": str(cache), "URL": url, "BATCH": str(batch)}
-    env.pop("DATAMILL_FAULT", None)
-    if fault:
-        env["DATAMILL_FAULT"] = fault
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
-    if kill_after is not None:
-        try:
-            proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=240)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"pipeline exited {proc.returncode}:\n{stderr}")
-    return proc.returncode
-
-
 def _outputs(cache: Path) -> tuple[list[list[dict]], dict]:
     files = [read_jsonl(cache / f"cur_step{k}.jsonl") for k in range(1, STEPS + 1)]
     with sqlite3.connect(cache / "cur.state.db") as conn:
@@ -108,7 +81,7 @@ def test_filter_and_dedup_pipeline_resumes_after_sigkill_to_the_uninterrupted_ou
     curate, tmp_path: Path
 ) -> None:
     script, source, url = curate
-    assert _run(script, source, tmp_path / "clean", url, batch=5) == 0
+    assert run_pipeline_script(script, source, tmp_path / "clean", url, batch=5) == 0
     expected_files, expected_drops = _outputs(tmp_path / "clean")
     assert {step for step, _ in expected_drops} == {0, 3, 4}, expected_drops
     assert 0 < len(expected_files[-1]) < len(expected_files[1])
@@ -125,10 +98,10 @@ def test_filter_and_dedup_pipeline_resumes_after_sigkill_to_the_uninterrupted_ou
     ]
     for kill in kills:
         batch = rng.choice([1, 2, 3, 7, 16])
-        code = _run(script, source, cache, url, batch, **kill)
+        code = run_pipeline_script(script, source, cache, url, batch, **kill)
         if "fault" in kill:
             assert code == -signal.SIGKILL, f"fault {kill['fault']} never fired"
-    assert _run(script, source, cache, url, batch=4) == 0
+    assert run_pipeline_script(script, source, cache, url, batch=4) == 0
     files, drops = _outputs(cache)
     for step, (got, want) in enumerate(zip(files, expected_files, strict=True)):
         assert got == want, f"step {step + 1} differs from the uninterrupted run"

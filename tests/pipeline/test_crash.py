@@ -13,15 +13,13 @@ stored before a kill was answered again by the simulator.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.subprocess_runs import run_pipeline_script
 
 ROWS = 500
 
@@ -61,31 +59,6 @@ def crash_env(tmp_path: Path, make_simulator):
     return sim, script, source
 
 
-def _run(
-    script: Path,
-    source: Path,
-    cache: Path,
-    url: str,
-    batch: int,
-    fault: str | None = None,
-    kill_after: float | None = None,
-) -> int:
-    env = {**os.environ, "IN": str(source), "CACHE": str(cache), "URL": url, "BATCH": str(batch)}
-    env.pop("DATAMILL_FAULT", None)
-    if fault:
-        env["DATAMILL_FAULT"] = fault
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
-    if kill_after is not None:
-        try:
-            proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=120)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"pipeline exited {proc.returncode}:\n{stderr}")
-    return proc.returncode
-
-
 def _cached_keys(cache: Path) -> set[str]:
     db = cache / "crash.state.db"
     if not db.exists():
@@ -112,7 +85,7 @@ def _run_to_completion(sim, script, source, cache, url, kills: list[dict], rng: 
     for kill in kills + [{}]:
         batch = 2 if kill.get("fault") else rng.choice([1, 3, 7, 16, 50])
         counts_before = sim.stats(detail=True)["answered_by_client_key"]
-        code = _run(script, source, cache, url, batch, **kill)
+        code = run_pipeline_script(script, source, cache, url, batch, timeout=120, **kill)
         if kill.get("fault"):
             assert code == -signal.SIGKILL, f"fault {kill['fault']} never fired"
         counts_after = sim.stats(detail=True)["answered_by_client_key"]
@@ -140,7 +113,7 @@ FAULTS = [
     "after_commit:10",
     "after_commit:55",
     "after_cache_put:5",
-    "after_cache_put:200",
+    "after_cache_put:80",
 ]
 
 

@@ -94,3 +94,21 @@ def test_a_400_is_not_retried_and_fails_the_row_with_the_providers_message(sim, 
     assert summary.rows_failed == 3
     assert sim.stats()["requests"] == 3
     assert "HTTP 400" in summary.steps[0].failure_samples[0][1]
+
+
+def test_timeouts_are_retried_within_the_bound_then_fail_the_row_saying_so(sim, tmp_path: Path) -> None:
+    sim.configure(latency_mean=0.3)
+    serving = APILLMServing_request(
+        sim.openai_base,
+        "gpt-4o-mini",
+        max_workers=4,
+        timeout=0.1,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+    )
+    pipeline = OneStepPipeline(write_rows(tmp_path / "in.jsonl", 2), tmp_path / "cache", serving)
+    pipeline.allowed_failure_fraction = 1.0
+    summary = pipeline.forward(batch_size=2)
+    assert summary.rows_failed == 2 and summary.steps[0].retries == 4
+    error = summary.steps[0].failure_samples[0][1]
+    assert "gave up after 3 attempts" in error and "did not answer within 0.1s" in error
+    time.sleep(0.35)  # let the simulator finish the abandoned replies before it shuts down

@@ -13,8 +13,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from datamill.serving.offline.provider import BatchProvider, JobInfo, LineResult
-from datamill.serving.types import GenericRequest, GenericResponse
+from datamill.serving.offline.provider import (
+    BatchProvider,
+    JobInfo,
+    LineResult,
+    cache_entry,
+    iter_result_lines,
+)
+from datamill.serving.types import GenericRequest
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -49,6 +55,8 @@ class AnthropicBatchProvider(BatchProvider):
     max_requests_per_job = 100_000
     max_bytes_per_job = 256 * 1024 * 1024
     needs_upload = False
+    jobs_path = "/v1/messages/batches"
+    list_cursor_param = "after_id"
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
@@ -87,30 +95,12 @@ class AnthropicBatchProvider(BatchProvider):
     async def find_job(
         self, chunk_id: str, *, created_after: float, n_requests: int, known_ids: set[str]
     ) -> JobInfo | None:
-        after: str | None = None
-        while True:
-            params = {"limit": "100"}
-            if after:
-                params["after_id"] = after
-            page = await self.request("GET", "/v1/messages/batches", params=params)
-            items = page.get("data", [])
-            for item in items:
-                job = self.parse_job(item)
-                if job.id in known_ids or job.created_at < created_after - _CLOCK_SLACK:
-                    continue
-                if job.total == n_requests:
-                    return job
-            if not page.get("has_more") or not items:
-                return None
-            if _timestamp(items[-1].get("created_at")) < created_after - _CLOCK_SLACK:
-                return None
-            after = items[-1]["id"]
+        oldest = created_after - _CLOCK_SLACK
 
-    async def get_job(self, job_id: str) -> JobInfo:
-        return self.parse_job(await self.request("GET", f"/v1/messages/batches/{job_id}"))
+        def matches(job: JobInfo) -> bool:
+            return job.id not in known_ids and job.created_at >= oldest and job.total == n_requests
 
-    async def cancel_job(self, job_id: str) -> JobInfo:
-        return self.parse_job(await self.request("POST", f"/v1/messages/batches/{job_id}/cancel"))
+        return await self.find_listed_job(matches, oldest=oldest)
 
     def parse_job(self, data: dict[str, Any]) -> JobInfo:
         counts = data.get("request_counts") or {}
@@ -148,36 +138,24 @@ class AnthropicBatchProvider(BatchProvider):
 
 def parse_result_lines(content: bytes) -> list[LineResult]:
     results: list[LineResult] = []
-    for raw in content.splitlines():
-        if not raw:
-            continue
-        try:
-            line = json.loads(raw)
-            key = line["custom_id"]
-            result = line.get("result") or {}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
+    for key, line in iter_result_lines(content):
+        result = line.get("result") or {}
         kind = result.get("type")
         if kind == "succeeded":
             message = result.get("message") or {}
             try:
                 texts = ["".join(b.get("text", "") for b in message["content"] if b.get("type") == "text")]
                 usage = message.get("usage") or {}
-            except (KeyError, TypeError, AttributeError):
+                entry = cache_entry(
+                    texts,
+                    usage.get("input_tokens") or 0,
+                    usage.get("output_tokens") or 0,
+                    str(message.get("model", "")),
+                )
+            except (KeyError, TypeError, AttributeError, ValueError):
                 results.append(LineResult(key, error="malformed message in the batch results"))
                 continue
-            results.append(
-                LineResult(
-                    key,
-                    response=GenericResponse(
-                        texts=texts,
-                        prompt_tokens=int(usage.get("input_tokens") or 0),
-                        completion_tokens=int(usage.get("output_tokens") or 0),
-                        model=str(message.get("model", "")),
-                        offline=True,
-                    ),
-                )
-            )
+            results.append(LineResult(key, cached=entry))
         elif kind == "errored":
             error = result.get("error") or {}
             inner = error.get("error") if isinstance(error.get("error"), dict) else error

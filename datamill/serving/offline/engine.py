@@ -40,7 +40,7 @@ from typing import Any
 from datamill.core import faults
 from datamill.core.state import RequestCache
 from datamill.errors import ConfigError, OfflineBatchGenerationNotFinished
-from datamill.serving.offline.provider import BatchProvider, BatchProviderError, JobInfo
+from datamill.serving.offline.provider import BatchProvider, BatchProviderError, JobInfo, LineResult
 from datamill.serving.offline.store import LIVE_STATES, ChunkRecord, OfflineStore
 from datamill.serving.types import GenericRequest
 
@@ -48,7 +48,6 @@ log = logging.getLogger("datamill.offline")
 
 #: Submissions of one request (the first included) before its failure is final.
 MAX_ATTEMPTS = 3
-_CACHE_WRITE_ROWS = 10_000
 _LOOKUP_BATCH = 500
 
 
@@ -213,60 +212,80 @@ class _OfflineRun:
     # --- polling and ingestion -------------------------------------------------------------
 
     async def poll(self) -> None:
-        for chunk in self.store.chunks(self.step, ("submitted",)):
-            assert chunk.job_id is not None
-            job = await self.provider.get_job(chunk.job_id)
-            if not job.ended:
-                self.store.update_job(chunk.chunk_id, job)
-                continue
-            if job.status == "failed":
-                message = (
-                    f"{self.provider.name} batch job {job.id} failed validation: "
-                    + ("; ".join(job.errors[:5]) or "no reason given")
-                    + (f" (and {len(job.errors) - 5} more)" if len(job.errors) > 5 else "")
-                )
-                log.error("%s: %s", self.label, message)
-                self.store.reject(chunk.chunk_id, message, job)
-                continue
-            await self.ingest(chunk, job)
+        """Poll every live job; ingest the ended ones.
 
-    async def ingest(self, chunk: ChunkRecord, job: JobInfo) -> int:
-        """Join an ended job's lines to its requests by ``custom_id``; returns answers stored."""
+        The next job's status and results are fetched while the current one is ingested (one
+        job ahead, so at most two jobs' results are in memory): the provider's side of the
+        transfer overlaps with parsing and storing on ours.
+        """
+        chunks = self.store.chunks(self.step, ("submitted",))
+        fetches: list[asyncio.Future[tuple[JobInfo, list[LineResult] | None]]] = []
+        try:
+            for index, chunk in enumerate(chunks):
+                if not fetches:
+                    fetches.append(asyncio.ensure_future(self._fetch(chunk)))
+                if index + 1 < len(chunks):
+                    fetches.append(asyncio.ensure_future(self._fetch(chunks[index + 1])))
+                job, lines = await fetches.pop(0)
+                if not job.ended:
+                    self.store.update_job(chunk.chunk_id, job)
+                elif job.status == "failed":
+                    self.reject_failed_job(chunk, job)
+                else:
+                    await self.ingest(chunk, job, lines)
+        finally:
+            for fetch in fetches:
+                fetch.cancel()
+
+    async def _fetch(self, chunk: ChunkRecord) -> tuple[JobInfo, list[LineResult] | None]:
+        assert chunk.job_id is not None
+        job = await self.provider.get_job(chunk.job_id)
+        if not job.ended or job.status == "failed":
+            return job, None
+        return job, await self.provider.results(job)
+
+    def reject_failed_job(self, chunk: ChunkRecord, job: JobInfo) -> None:
+        message = (
+            f"{self.provider.name} batch job {job.id} failed validation: "
+            + ("; ".join(job.errors[:5]) or "no reason given")
+            + (f" (and {len(job.errors) - 5} more)" if len(job.errors) > 5 else "")
+        )
+        log.error("%s: %s", self.label, message)
+        self.store.reject(chunk.chunk_id, message, job)
+
+    async def ingest(self, chunk: ChunkRecord, job: JobInfo, lines: list[LineResult] | None = None) -> int:
+        """Join an ended job's lines to its requests by ``custom_id`` (never by order) and store
+        the answers in the request cache, in one transaction with the job's outcome."""
         expected = self.store.pending_keys(chunk.chunk_id)
-        lines = await self.provider.results(job)
+        if lines is None:
+            lines = await self.provider.results(job)
         failures: dict[str, str] = {}
-        answered: set[str] = set()
-        batch: list[tuple[str, dict]] = []
+        answers: dict[str, str] = {}
         for line in lines:
-            if line.key not in expected:
+            key = line.key
+            if key not in expected:
                 continue
-            if line.response is not None:
-                answered.add(line.key)
-                failures.pop(line.key, None)
-                batch.append((line.key, line.response.to_cache()))
-                if len(batch) >= _CACHE_WRITE_ROWS:
-                    self.cache.put_many(batch)
-                    batch = []
-                    await asyncio.sleep(0)
-            elif line.key not in answered:
-                failures[line.key] = f"{self.provider.name} batch {job.id}: {line.error}"
-        if batch:
-            self.cache.put_many(batch)
-        for key in expected - answered - failures.keys():
+            if line.cached is not None:
+                answers[key] = line.cached
+                failures.pop(key, None)
+            elif key not in answers:
+                failures[key] = f"{self.provider.name} batch {job.id}: {line.error}"
+        for key in expected - answers.keys() - failures.keys():
             failures[key] = (
                 f"{self.provider.name} batch {job.id} ({job.status}) returned no result for this request"
             )
-        self.store.ingest(chunk.chunk_id, job, failures, self.max_attempts)
+        # Sorted keys: the cache's B-tree takes them in order, far cheaper than random inserts.
+        self.store.ingest(chunk.chunk_id, job, failures, self.max_attempts, sorted(answers.items()))
         log.info(
             "%s: job %s %s: %d answered, %d failed%s",
             self.label,
             job.id,
             job.status,
-            len(answered),
+            len(answers),
             len(failures),
             " (resubmitted unless out of attempts)" if failures else "",
         )
-        return len(answered)
+        return len(answers)
 
     # --- submission ----------------------------------------------------------------------
 
@@ -292,6 +311,7 @@ class _OfflineRun:
                     await self.submit_chunk(*chunk.take())
                 chunk.add(request.key, line)
             candidates.clear()
+            await asyncio.sleep(0)  # let Ctrl-C (blocking mode) through on long scans
 
         for request in self.requests():
             key = request.key

@@ -13,10 +13,19 @@ from typing import Any
 
 import aiohttp
 
-from datamill.serving.offline.provider import BatchProvider, BatchProviderError, JobInfo, LineResult
-from datamill.serving.types import GenericRequest, GenericResponse
+from datamill.serving.offline.provider import (
+    BatchProvider,
+    BatchProviderError,
+    JobInfo,
+    LineResult,
+    cache_entry,
+    iter_result_lines,
+)
+from datamill.serving.types import GenericRequest
 
 CHAT_ENDPOINT = "/v1/chat/completions"
+#: Jobs listed before the chunk's intent time, less this slack for clock skew, are not read.
+_CLOCK_SLACK = 3600.0
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _LINE_HEAD = b'{"custom_id":"'
 _LINE_MID = ('","method":"POST","url":"' + CHAT_ENDPOINT + '","body":').encode()
@@ -94,26 +103,10 @@ class OpenAIBatchProvider(BatchProvider):
     async def find_job(
         self, chunk_id: str, *, created_after: float, n_requests: int, known_ids: set[str]
     ) -> JobInfo | None:
-        after: str | None = None
-        while True:
-            params = {"limit": "100"}
-            if after:
-                params["after"] = after
-            page = await self.request("GET", "/batches", params=params)
-            items = page.get("data", [])
-            for item in items:
-                if (item.get("metadata") or {}).get("datamill_chunk") == chunk_id:
-                    return self.parse_job(item)
-            # Newest first: once past the chunk's intent time (with slack for clock skew), stop.
-            if not page.get("has_more") or not items or items[-1].get("created_at", 0) < created_after - 3600:
-                return None
-            after = items[-1]["id"]
+        def matches(job: JobInfo) -> bool:
+            return job.metadata.get("datamill_chunk") == chunk_id
 
-    async def get_job(self, job_id: str) -> JobInfo:
-        return self.parse_job(await self.request("GET", f"/batches/{job_id}"))
-
-    async def cancel_job(self, job_id: str) -> JobInfo:
-        return self.parse_job(await self.request("POST", f"/batches/{job_id}/cancel"))
+        return await self.find_listed_job(matches, oldest=created_after - _CLOCK_SLACK)
 
     def parse_job(self, data: dict[str, Any]) -> JobInfo:
         counts = data.get("request_counts") or {}
@@ -148,34 +141,26 @@ class OpenAIBatchProvider(BatchProvider):
 def parse_result_lines(content: bytes) -> list[LineResult]:
     """Parse an OpenAI batch output or error file (lines in any order)."""
     results: list[LineResult] = []
-    loads = json.loads
-    for raw in content.splitlines():
-        if not raw:
-            continue
-        try:
-            line = loads(raw)
-            key = line["custom_id"]
-        except (ValueError, KeyError, TypeError):
-            continue
+    for key, line in iter_result_lines(content):
         reply = line.get("response")
         if reply and reply.get("status_code") == 200 and not line.get("error"):
             body = reply.get("body") or {}
             try:
                 usage = body.get("usage") or {}
-                response = GenericResponse(
-                    texts=[choice["message"]["content"] or "" for choice in body["choices"]],
-                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0),
-                    model=str(body.get("model", "")),
-                    offline=True,
+                texts = [choice["message"]["content"] or "" for choice in body["choices"]]
+                entry = cache_entry(
+                    texts,
+                    usage.get("prompt_tokens") or 0,
+                    usage.get("completion_tokens") or 0,
+                    str(body.get("model", "")),
                 )
-            except (KeyError, TypeError, AttributeError):
+            except (KeyError, TypeError, AttributeError, ValueError):
                 results.append(LineResult(key, error="malformed chat completion in the batch output"))
                 continue
-            if not response.texts:
+            if not texts:
                 results.append(LineResult(key, error="chat completion with no choices in the batch output"))
                 continue
-            results.append(LineResult(key, response=response))
+            results.append(LineResult(key, cached=entry))
             continue
         error = line.get("error") or {}
         message = error.get("message") if isinstance(error, dict) else None

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,11 +56,32 @@ class JobInfo:
 
 @dataclass(slots=True)
 class LineResult:
-    """One result line: a response, or the provider's error for that request."""
+    """One result line: the answer, or the provider's error for that request.
+
+    ``cached`` is the answer as the request cache stores it: the JSON text of
+    ``GenericResponse(..., offline=True).to_cache()`` (``cache_entry`` builds it), so ingestion
+    writes it without building and re-encoding objects per line.
+    """
 
     key: str
-    response: GenericResponse | None = None
+    cached: str | None = None
     error: str | None = None
+
+    @property
+    def response(self) -> GenericResponse | None:
+        return None if self.cached is None else GenericResponse.from_cache(json.loads(self.cached))
+
+
+_encode_text = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+def cache_entry(texts: list[str], prompt_tokens: int, completion_tokens: int, model: str) -> str:
+    """The request-cache JSON of an offline answer; equal to ``json.dumps(GenericResponse(texts,
+    prompt_tokens, completion_tokens, model, offline=True).to_cache(), ensure_ascii=False)``."""
+    return (
+        f'{{"texts": {_encode_text(texts)}, "prompt_tokens": {int(prompt_tokens)}, '
+        f'"completion_tokens": {int(completion_tokens)}, "model": {_encode_text(model)}, "offline": true}}'
+    )
 
 
 class BatchProviderError(ServingError):
@@ -77,6 +98,10 @@ class BatchProvider(ABC):
     max_bytes_per_job: int = 200 * 1024 * 1024
     #: Whether a chunk is first uploaded as a file (OpenAI) or sent inline (Anthropic).
     needs_upload: bool = True
+    #: The jobs collection: listed newest first, ``{jobs_path}/{id}`` and ``.../{id}/cancel``.
+    jobs_path: str = "/batches"
+    #: The query parameter that continues a listing after a job id.
+    list_cursor_param: str = "after"
 
     def __init__(
         self,
@@ -138,10 +163,31 @@ class BatchProvider(ABC):
         """A job created for ``chunk_id`` whose id was never recorded (a crash), if any."""
 
     @abstractmethod
-    async def get_job(self, job_id: str) -> JobInfo: ...
+    def parse_job(self, data: dict[str, Any]) -> JobInfo:
+        """A job as the API returns or lists it, in provider-neutral terms."""
 
-    @abstractmethod
-    async def cancel_job(self, job_id: str) -> JobInfo: ...
+    async def get_job(self, job_id: str) -> JobInfo:
+        return self.parse_job(await self.request("GET", f"{self.jobs_path}/{job_id}"))
+
+    async def cancel_job(self, job_id: str) -> JobInfo:
+        return self.parse_job(await self.request("POST", f"{self.jobs_path}/{job_id}/cancel"))
+
+    async def find_listed_job(self, matches: Callable[[JobInfo], bool], *, oldest: float) -> JobInfo | None:
+        """The newest listed job that ``matches``; the listing is read page by page, newest
+        first, and no further than the first page that reaches a job created before ``oldest``."""
+        after: str | None = None
+        while True:
+            params = {"limit": "100"}
+            if after:
+                params[self.list_cursor_param] = after
+            page = await self.request("GET", self.jobs_path, params=params)
+            jobs = [self.parse_job(item) for item in page.get("data", [])]
+            for job in jobs:
+                if matches(job):
+                    return job
+            if not page.get("has_more") or not jobs or jobs[-1].created_at < oldest:
+                return None
+            after = jobs[-1].id
 
     @abstractmethod
     async def results(self, job: JobInfo) -> list[LineResult]:
@@ -192,6 +238,20 @@ class BatchProvider(ABC):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")
+
+
+def iter_result_lines(content: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(custom_id, line)`` for each JSON line of a results file; unreadable lines are skipped."""
+    loads = json.loads
+    for raw in content.splitlines():
+        if not raw:
+            continue
+        try:
+            line = loads(raw)
+            key = line["custom_id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        yield key, line
 
 
 def _error_message(body: bytes) -> str:

@@ -1,0 +1,109 @@
+"""``HTTPLLMServing``: what the API backends share: constructor arguments, the key, one session.
+
+A backend over a provider's HTTP API (``APILLMServing_request``, ``AnthropicLLMServing``)
+subclasses it, declares its own defaults (URL, model, the key's environment variable,
+generation parameters) and adds only what is its own: the request body, the reply parser, the
+provider's headers (``provider_headers``) and its Batch API (``batch_provider``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from datamill.serving.base import LLMServingABC
+from datamill.serving.http import open_session, post_json, resolve_api_key
+from datamill.serving.retry import RetryPolicy
+
+
+class HTTPLLMServing(LLMServingABC):
+    """An LLM backend that talks to ``api_url`` over one pooled aiohttp session.
+
+    The API key comes from ``api_key`` or the environment variable ``key_name_of_api_key``; it
+    is sent in headers only (``provider_headers``) and never stored in the cache, the state
+    database or logs. Loopback endpoints (the simulator, a local server) may run without a key.
+    ``max_retries`` bounds the attempts of the default ``RetryPolicy`` (``retry`` replaces it);
+    ``rpm`` / ``tpm`` pace the serving; ``price_per_million={"input": .., "output": ..}``
+    overrides the price table. Other keyword arguments (``temperature``, ``max_tokens``, ...)
+    are generation parameters sent with every request.
+
+    ``use_offline_batch_generation=True`` runs the serving's steps through the provider's Batch
+    API (``datamill.serving.offline``); ``offline_batch_generation_block_until_done=SECONDS``
+    polls every SECONDS until done instead of stopping after submitting.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        model_name: str,
+        max_workers: int = 16,
+        *,
+        api_key: str | None = None,
+        key_name_of_api_key: str,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        retry: RetryPolicy | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        price_per_million: dict[str, float] | None = None,
+        use_offline_batch_generation: bool = False,
+        offline_batch_generation_block_until_done: float | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(
+            model_name,
+            max_workers=max_workers,
+            retry=retry or RetryPolicy(max_attempts=max_retries),
+            params=params,
+            rpm=rpm,
+            tpm=tpm,
+            price_per_million=price_per_million,
+        )
+        self.api_url = api_url
+        self.timeout = timeout
+        self._key_env = key_name_of_api_key
+        self._api_key = api_key
+        self._key: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.use_offline_batch_generation = bool(use_offline_batch_generation)
+        self.offline_batch_generation_block_until_done = offline_batch_generation_block_until_done
+
+    def provider_headers(self, key: str | None) -> dict[str, str]:
+        """The headers every request carries besides ``Content-Type``: the key, API version."""
+        return {}
+
+    def resolve_key(self) -> str | None:
+        """The API key (``ConfigError`` when a non-loopback endpoint has none)."""
+        return resolve_api_key(self._api_key, self._key_env, self.api_url)
+
+    async def start(self) -> None:
+        if self._session is not None and not self._session.closed:
+            return
+        self._key = self.resolve_key()
+        headers = {"Content-Type": "application/json", **self.provider_headers(self._key)}
+        self._session = open_session(headers, self.max_workers, self.timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await super().close()
+
+    async def post(self, body: dict[str, Any], request_key: str) -> bytes:
+        """POST ``body`` to ``api_url`` (the session started on first use); the 2xx reply's bytes.
+
+        ``request_key`` travels as ``X-Datamill-Request-Key``; failures are ``ServingError``
+        values with the key redacted (``datamill.serving.http.post_json``).
+        """
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        return await post_json(
+            self._session,
+            self.api_url,
+            body,
+            headers={"X-Datamill-Request-Key": request_key},
+            timeout=self.timeout,
+            secret=self._key,
+        )

@@ -15,12 +15,13 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from datamill.core import faults
+from datamill.core.keyfilter import KeyFilter
 from datamill.errors import StateError
 
 SCHEMA_VERSION = 1
@@ -120,6 +121,7 @@ class StateDB:
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
+        self.write_lock: AbstractContextManager[Any] = nullcontext()
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -169,13 +171,20 @@ class StateDB:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        """A write transaction; under ``write_lock`` when writers of one process share it.
+
+        SQLite makes a second writer wait in a busy handler that sleeps in steps of a
+        millisecond or more; a shared lock makes it wait only as long as the other's
+        transaction really takes, which matters on the event loop.
+        """
+        with self.write_lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
     # --- steps -------------------------------------------------------------------------
 
@@ -353,16 +362,40 @@ class StateDB:
 class RequestCache:
     """Responses by request key.
 
-    Reads come from the event loop's thread; writes from the run's single writer thread (so
-    they never wait on a lock held by a batch commit). Each side has its own connection.
-    ``put_many`` takes a list so the responses of one event-loop turn share one transaction.
+    Reads come from the event loop's thread; writes from the run's cache-writer thread (so
+    they never wait on a step file's fsync). Each side has its own connection. ``put_many``
+    takes a list so the responses of one event-loop turn share one transaction.
+
+    ``load_key_filter`` (run on the writer thread, before any put) builds a ``KeyFilter`` of
+    the stored keys; from then on ``get`` skips the database for keys certainly not stored,
+    and ``put_many`` adds its keys. Whoever writes the table by another connection must call
+    ``drop_key_filter`` afterwards.
     """
 
     def __init__(self, path: Path) -> None:
         self._reader = StateDB(path, synchronous="NORMAL")
         self._writer = StateDB(path, synchronous="NORMAL")
+        self._filter: KeyFilter | None = None
+
+    def load_key_filter(self) -> None:
+        conn = self._writer.conn
+        stored = int(conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0])
+        key_filter = KeyFilter(expected_keys=2 * stored + 1_000_000)
+        for (key,) in conn.execute("SELECT key FROM request_cache"):
+            key_filter.add(key)
+        self._filter = key_filter
+
+    def share_write_lock(self, lock: AbstractContextManager[Any]) -> None:
+        """Serialise this cache's writes with another ``StateDB`` of the same process."""
+        self._writer.write_lock = lock
+
+    def drop_key_filter(self) -> None:
+        self._filter = None
 
     def get(self, key: str) -> dict[str, Any] | None:
+        key_filter = self._filter
+        if key_filter is not None and not key_filter.might_contain(key):
+            return None
         row = self._reader.conn.execute("SELECT response FROM request_cache WHERE key=?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
@@ -384,13 +417,22 @@ class RequestCache:
             )
         return found
 
-    def put_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+    def put_many(self, items: list[tuple[str, dict[str, Any] | str]]) -> None:
+        """Store ``(key, response)`` pairs; a response may come already encoded as JSON text,
+        which keeps the writer thread's own Python work (and its wait for the GIL) minimal."""
         now = time.time()
         with self._writer.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO request_cache(key, response, created_at) VALUES (?, ?, ?)",
-                [(key, json.dumps(value, ensure_ascii=False), now) for key, value in items],
+                [
+                    (key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False), now)
+                    for key, value in items
+                ],
             )
+        key_filter = self._filter
+        if key_filter is not None:
+            for key, _ in items:
+                key_filter.add(key)
         faults.crash_if("after_cache_put")
 
     def count(self) -> int:

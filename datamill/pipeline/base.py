@@ -208,8 +208,13 @@ def _run(
     storage.cache_path.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with CacheLock(storage.lock_path):
-        state = StateDB(storage.state_path)
+        # WAL with synchronous=NORMAL: a killed process loses no commit; a power loss may roll
+        # back the last few (the database stays consistent, and resume truncates each step file
+        # to its last surviving commit). Step files themselves are fsynced before each commit.
+        state = StateDB(storage.state_path, synchronous="NORMAL")
         cache = RequestCache(storage.state_path)
+        state.write_lock = threading.Lock()  # batch commits (their thread) and cache writes (the loop)
+        cache.share_write_lock(state.write_lock)
         run_id = state.start_run(os.getpid())
         summary = RunSummary(steps=[StepSummary(step.index, step.name, _model_of(step)) for step in plan])
         summary.output_path = str(plan[-1].output_path)

@@ -35,6 +35,9 @@ from datamill.serving.types import GenericRequest
 log = logging.getLogger(__name__)
 
 FAILURE_SAMPLES = 5
+#: Rows read ahead between two turns given to the event loop: often enough that responses are
+#: handled promptly, rarely enough that small batches don't pay a loop turn each.
+YIELD_EVERY_ROWS = 64
 
 
 @dataclass
@@ -102,17 +105,17 @@ class PipelineRunner:
         self.batch_size = batch_size
         self.progress = progress
         self.budget = budget
-        # Two writer threads, so neither waits on the other's I/O: responses go to the request
-        # cache the moment they arrive (never queued behind a step file's fsync), and batches
-        # are appended and committed in order. SQLite serialises their short transactions.
-        self.cache_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-cache-writer")
+        # Responses are written to the request cache on the event loop, once per loop turn
+        # (a group of every response that arrived in it), so an answered request is durable
+        # within microseconds of arriving; the cache's key filter keeps reads off the loop.
+        # Batches are appended and committed on their own thread, so the loop never waits on
+        # a step file's fsync. SQLite serialises the two writers' short transactions.
         self.commit_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-commit")
-        self.dispatcher = RequestDispatcher(
-            cache, persist=lambda items: self.cache_writer.submit(cache.put_many, items)
-        )
+        self.dispatcher = RequestDispatcher(cache)
 
     async def run(self) -> None:
         servings = self._servings()
+        self.cache.load_key_filter()
         try:
             for serving in servings:
                 await serving.start()
@@ -126,7 +129,6 @@ class PipelineRunner:
                 await self.dispatcher.close()
             finally:
                 self.commit_writer.shutdown(wait=True)
-                self.cache_writer.shutdown(wait=True)
                 for serving in servings:
                     await serving.close()
 
@@ -186,6 +188,8 @@ class PipelineRunner:
                     label=step.label,
                 )
                 self.dispatcher.add_offline(offline)
+                # Batch answers went into the cache by the offline store's own connection.
+                self.cache.load_key_filter()
             if isinstance(op, LLMOperator):
                 await self._run_llm_step(step, op, rows, position.seq, position.in_rows, committer)
             else:
@@ -235,6 +239,7 @@ class PipelineRunner:
         window = max(2 * self.batch_size, 8 * op.llm_serving.max_workers)
         in_flight: deque[_InFlight] = deque()
         rows_in_flight = 0
+        read_since_yield = 0
 
         async def commit_head() -> None:
             nonlocal seq, rows_in_flight
@@ -258,7 +263,10 @@ class PipelineRunner:
                 while in_flight and (rows_in_flight >= window or in_flight[0].task.done()):
                     await commit_head()
                     await committer.wait_backlog(window)
-                await asyncio.sleep(0)
+                read_since_yield += len(batch)
+                if read_since_yield >= YIELD_EVERY_ROWS:
+                    read_since_yield = 0
+                    await asyncio.sleep(0)  # let responses in while reading ahead
             while in_flight:
                 await commit_head()
         finally:

@@ -16,8 +16,9 @@ salt (a sample, or a retry of a reply that failed validation) is sent as
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
+
+import orjson
 
 from datamill.errors import InvalidResponseError
 from datamill.serving.http_serving import HTTPLLMServing
@@ -158,7 +159,7 @@ class AnthropicLLMServing(HTTPLLMServing):
 def parse_message(body: bytes) -> GenericResponse:
     """Translate a Messages API reply; anything malformed is a retryable ``InvalidResponseError``."""
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
         blocks = data["content"]
         text = "".join(block.get("text", "") for block in blocks if block.get("type") == "text")
         usage = data.get("usage") or {}

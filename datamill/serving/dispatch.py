@@ -19,6 +19,8 @@ from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from datamill.core.state import RequestCache
 from datamill.errors import ServingError
 from datamill.serving.base import LLMServingABC
@@ -47,7 +49,7 @@ class DispatchStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-Persist = Callable[[list[tuple[str, dict[str, Any]]]], "ThreadFuture[None] | None"]
+Persist = Callable[[list[tuple[str, dict[str, Any] | str]]], "ThreadFuture[None] | None"]
 
 
 class RequestDispatcher:
@@ -65,7 +67,7 @@ class RequestDispatcher:
         self._persist: Persist = persist or cache.put_many
         self._in_flight: dict[str, asyncio.Future[GenericResponse]] = {}
         self._unpersisted: dict[str, GenericResponse] = {}
-        self._to_store: list[tuple[str, dict[str, Any]]] = []
+        self._to_store: list[tuple[str, dict[str, Any] | str]] = []
         self._flush_scheduled = False
         self._write_error: BaseException | None = None
         self._pending_writes: set[ThreadFuture[None]] = set()
@@ -119,17 +121,20 @@ class RequestDispatcher:
 
     def store(self, key: str, response: GenericResponse) -> None:
         """Queue a response for the request cache; handed to the writer in this loop turn."""
-        self._to_store.append((key, response.to_cache()))
+        self._to_store.append((key, orjson.dumps(response.to_cache()).decode()))
         self._unpersisted[key] = response
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
+        """Hand the queued responses to the writer: one write in flight at a time, each taking
+        everything that arrived meanwhile (a group commit), so the writer never falls behind a
+        queue of small transactions."""
         self._flush_scheduled = False
         if self._write_error is not None:
             raise self._write_error
-        if not self._to_store:
+        if not self._to_store or self._pending_writes:
             return
         items, self._to_store = self._to_store, []
         write = self._persist(items)
@@ -140,14 +145,15 @@ class RequestDispatcher:
         loop = asyncio.get_running_loop()
         write.add_done_callback(lambda done: loop.call_soon_threadsafe(self._written, done, items))
 
-    def _written(self, write: ThreadFuture[None], items: list[tuple[str, dict[str, Any]]]) -> None:
+    def _written(self, write: ThreadFuture[None], items: list[tuple[str, dict[str, Any] | str]]) -> None:
         self._pending_writes.discard(write)
         if write.exception() is not None:
             self._write_error = write.exception()
             return
         self._forget(items)
+        self.flush()
 
-    def _forget(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+    def _forget(self, items: list[tuple[str, dict[str, Any] | str]]) -> None:
         for key, _ in items:
             self._unpersisted.pop(key, None)
 
@@ -169,8 +175,9 @@ class RequestDispatcher:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.flush()
-        for write in list(self._pending_writes):
-            await asyncio.wrap_future(write)
+        while self._pending_writes:
+            await asyncio.wrap_future(next(iter(self._pending_writes)))
+            await asyncio.sleep(0)  # let ``_written`` run and hand over what queued meanwhile
         if self._write_error is not None:
             raise self._write_error
 

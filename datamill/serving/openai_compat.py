@@ -7,8 +7,9 @@ default httpx client costs far more at high concurrency.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from datamill.errors import InvalidResponseError
 from datamill.serving.http import HTTPStatusError, parse_retry_after, provider_error_message, salt_seed
@@ -102,7 +103,7 @@ class APILLMServing_request(HTTPLLMServing):  # noqa: N801 - name kept for pipel
 def parse_chat_completion(body: bytes) -> GenericResponse:
     """Translate an OpenAI chat-completion body; anything malformed is a retryable error."""
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
         choices = data["choices"]
         texts = [choice["message"]["content"] or "" for choice in choices]
         usage = data.get("usage") or {}

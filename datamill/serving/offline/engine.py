@@ -275,7 +275,11 @@ class _OfflineRun:
                 f"{self.provider.name} batch {job.id} ({job.status}) returned no result for this request"
             )
         # Sorted keys: the cache's B-tree takes them in order, far cheaper than random inserts.
-        self.store.ingest(chunk.chunk_id, job, failures, self.max_attempts, sorted(answers.items()))
+        # The insert runs in a thread (SQLite releases the GIL) while the loop parses the next
+        # job's results; nothing else uses the store meanwhile, as ``poll`` awaits each ingest.
+        await asyncio.to_thread(
+            self.store.ingest, chunk.chunk_id, job, failures, self.max_attempts, sorted(answers.items())
+        )
         log.info(
             "%s: job %s %s: %d answered, %d failed%s",
             self.label,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -376,21 +377,47 @@ class RequestCache:
         self._reader = StateDB(path, synchronous="NORMAL")
         self._writer = StateDB(path, synchronous="NORMAL")
         self._filter: KeyFilter | None = None
+        self._filter_lock = threading.Lock()
+        self._stored_during_build: list[str] | None = None
 
     def load_key_filter(self) -> None:
-        conn = self._writer.conn
-        stored = int(conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0])
-        key_filter = KeyFilter(expected_keys=2 * stored + 1_000_000)
-        for (key,) in conn.execute("SELECT key FROM request_cache"):
-            key_filter.add(key)
-        self._filter = key_filter
+        """Start building the key filter on a background thread; ``get`` uses the database
+        until it is ready, so a resumed run's first requests never wait for the scan. Keys
+        stored meanwhile are collected and added when the scan ends (its snapshot may have
+        missed them)."""
+        with self._filter_lock:
+            self._filter = None
+            self._stored_during_build = []
+        threading.Thread(target=self._build_key_filter, name="datamill-key-filter", daemon=True).start()
+
+    def _build_key_filter(self) -> None:
+        try:
+            conn = sqlite3.connect(self._reader.path, check_same_thread=False)
+            try:
+                stored = int(conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0])
+                key_filter = KeyFilter(expected_keys=2 * stored + 1_000_000)
+                for (key,) in conn.execute("SELECT key FROM request_cache"):
+                    key_filter.add(key)
+            finally:
+                conn.close()
+        except sqlite3.Error:  # a filter is only an optimisation: without it, get() asks SQLite
+            return
+        with self._filter_lock:
+            if self._stored_during_build is None:  # dropped meanwhile
+                return
+            for key in self._stored_during_build:
+                key_filter.add(key)
+            self._stored_during_build = None
+            self._filter = key_filter
 
     def share_write_lock(self, lock: AbstractContextManager[Any]) -> None:
         """Serialise this cache's writes with another ``StateDB`` of the same process."""
         self._writer.write_lock = lock
 
     def drop_key_filter(self) -> None:
-        self._filter = None
+        with self._filter_lock:
+            self._filter = None
+            self._stored_during_build = None
 
     def get(self, key: str) -> dict[str, Any] | None:
         key_filter = self._filter
@@ -429,10 +456,12 @@ class RequestCache:
                     for key, value in items
                 ],
             )
-        key_filter = self._filter
-        if key_filter is not None:
-            for key, _ in items:
-                key_filter.add(key)
+        with self._filter_lock:
+            if self._filter is not None:
+                for key, _ in items:
+                    self._filter.add(key)
+            elif self._stored_during_build is not None:
+                self._stored_during_build.extend(key for key, _ in items)
         faults.crash_if("after_cache_put")
 
     def count(self) -> int:

@@ -189,6 +189,7 @@ class PipelineRunner:
                 )
                 self.dispatcher.add_offline(offline)
                 # Batch answers went into the cache by the offline store's own connection.
+                self.cache.drop_key_filter()
                 self.cache.load_key_filter()
             if isinstance(op, LLMOperator):
                 await self._run_llm_step(step, op, rows, position.seq, position.in_rows, committer)

@@ -7,11 +7,12 @@ batch code only ever see ``GenericRequest`` and ``GenericResponse``.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-REQUEST_KEY_VERSION = 1
+import orjson
+
+REQUEST_KEY_VERSION = 2  # 2: canonical JSON by orjson (sorted keys, compact, UTF-8)
 
 
 @dataclass(slots=True)
@@ -41,13 +42,8 @@ class GenericRequest:
             parts: list[Any] = [REQUEST_KEY_VERSION, self.provider, self.model, self.messages, self.params]
             if self.salt:
                 parts.append({"salt": self.salt})
-            payload = json.dumps(
-                parts,
-                sort_keys=True,
-                separators=(",", ":"),
-                ensure_ascii=False,
-            )
-            self._key = hashlib.sha256(payload.encode()).hexdigest()
+            payload = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+            self._key = hashlib.sha256(payload).hexdigest()
         return self._key
 
     def with_salt(self, salt: str | None) -> GenericRequest:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from datamill.core.lock import CacheLock
+from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row
-from datamill.core.state import RequestCache, StateDB
+from datamill.core.state import StateDB
 from datamill.errors import BudgetExceededError, ConfigError, RowsFailedError
 from datamill.pipeline.budget import Budget, check_budget_config
 from datamill.pipeline.estimate import PipelineEstimate, estimate_plan

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row, count_rows, open_reader
-from datamill.core.state import RequestCache, StateDB
+from datamill.core.state import StateDB
 from datamill.operators.base import LLMOperator, MissingInputError
 from datamill.pipeline.plan import StepPlan
 from datamill.serving.pricing import BATCH_DISCOUNT

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row, count_rows, open_reader, open_writer
-from datamill.core.state import RequestCache, StateDB
+from datamill.core.state import StateDB
 from datamill.errors import ConfigError
 from datamill.operators.base import Dropped, Failed, LLMOperator, MissingInputError, Outcome
 from datamill.pipeline.budget import Budget

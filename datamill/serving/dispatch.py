@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from datamill.core.state import RequestCache
+from datamill.core.request_cache import RequestCache
 from datamill.errors import ServingError
 from datamill.serving.base import LLMServingABC
 from datamill.serving.types import GenericRequest, GenericResponse

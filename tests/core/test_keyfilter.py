@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from datamill.core.keyfilter import KeyFilter
-from datamill.core.state import RequestCache, StateDB
+from datamill.core.request_cache import RequestCache
+from datamill.core.state import StateDB
 
 
 def _key(index: int) -> str:

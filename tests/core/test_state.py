@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from datamill.core.state import BatchCommit, RequestCache, StateDB
+from datamill.core.request_cache import RequestCache
+from datamill.core.state import BatchCommit, StateDB
 from datamill.errors import StateError
 
 

@@ -10,7 +10,7 @@ import pytest
 from offline_helpers import OfflinePipeline, job_rows
 
 from datamill import OfflineBatchGenerationNotFinished
-from datamill.core.state import RequestCache
+from datamill.core.request_cache import RequestCache
 from datamill.serving.offline.anthropic_batch import AnthropicBatchProvider, anthropic_body
 from datamill.serving.offline.engine import prepare_offline_step
 from datamill.serving.offline.openai_batch import OpenAIBatchProvider

@@ -238,7 +238,7 @@ def test_switching_a_finished_online_step_to_offline_submits_nothing(
 
 async def test_the_dispatcher_never_sends_an_offline_request(tmp_path: Path) -> None:
     from datamill import APILLMServing_request
-    from datamill.core.state import RequestCache
+    from datamill.core.request_cache import RequestCache
     from datamill.errors import ServingError
     from datamill.serving.dispatch import RequestDispatcher
 

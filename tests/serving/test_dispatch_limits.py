@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from datamill import APILLMServing_request
-from datamill.core.state import RequestCache, StateDB
+from datamill.core.request_cache import RequestCache
+from datamill.core.state import StateDB
 from datamill.serving.dispatch import RequestDispatcher
 from datamill.serving.tokens import estimate_prompt_tokens, heuristic_tokens
 from tests.serving.serving_helpers import FAST_RETRY

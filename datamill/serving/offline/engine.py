@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from datamill.core import faults
-from datamill.core.state import RequestCache
+from datamill.core.request_cache import RequestCache
 from datamill.errors import ConfigError, OfflineBatchGenerationNotFinished
 from datamill.serving.offline.provider import BatchProvider, BatchProviderError, JobInfo, LineResult
 from datamill.serving.offline.store import LIVE_STATES, ChunkRecord, OfflineStore

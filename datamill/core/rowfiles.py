@@ -20,12 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from datamill.core import faults
 from datamill.errors import ConfigError, InputFileError
 
 Row = dict[str, Any]
 FORMATS = ("jsonl", "csv", "parquet")
 _PART_SHIFT = 32
+#: One JSON object per line, keys as written; non-string keys are stringified, not an error.
+_ROW_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -60,13 +64,15 @@ class JsonlReader:
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                except UnicodeDecodeError as exc:
-                    raise InputFileError(
-                        f"{self.path}: line {_line_number(self.path, start)} is not UTF-8 ({exc.reason}); "
-                        "re-encode the file as UTF-8"
-                    ) from None
+                    row = orjson.loads(line)
                 except ValueError as exc:
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError as bad:
+                        raise InputFileError(
+                            f"{self.path}: line {_line_number(self.path, start)} is not UTF-8 ({bad.reason}); "
+                            "re-encode the file as UTF-8"
+                        ) from None
                     raise InputFileError(
                         f"{self.path}: line {_line_number(self.path, start)} is not valid JSON ({exc}); "
                         "fix or remove that line and rerun — responses already received are reused, not paid again"
@@ -249,9 +255,7 @@ class JsonlWriter:
 
     def append(self, rows: list[Row]) -> int:
         if rows:
-            self._write(
-                "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows).encode()
-            )
+            self._write(b"".join(orjson.dumps(row, default=str, option=_ROW_OPTIONS) for row in rows))
         return self.position
 
     def _write(self, payload: bytes) -> None:

@@ -45,12 +45,20 @@ class RequestCache:
         until it is ready, so a resumed run's first requests never wait for the scan. Keys
         stored meanwhile are collected and added when the scan ends (its snapshot may have
         missed them)."""
+        stored_during_build: list[str] = []
         with self._filter_lock:
             self._filter = None
-            self._stored_during_build = []
-        threading.Thread(target=self._build_key_filter, name="datamill-key-filter", daemon=True).start()
+            self._stored_during_build = stored_during_build
+        threading.Thread(
+            target=self._build_key_filter,
+            args=(stored_during_build,),
+            name="datamill-key-filter",
+            daemon=True,
+        ).start()
 
-    def _build_key_filter(self) -> None:
+    def _build_key_filter(self, stored_during_build: list[str]) -> None:
+        """Scan the stored keys; install the filter only if no later build or drop superseded
+        this one (its list is still the current one), so a stale scan never wins."""
         try:
             conn = sqlite3.connect(self._reader.path, check_same_thread=False)
             try:
@@ -63,9 +71,9 @@ class RequestCache:
         except sqlite3.Error:  # a filter is only an optimisation: without it, get() asks SQLite
             return
         with self._filter_lock:
-            if self._stored_during_build is None:  # dropped meanwhile
+            if self._stored_during_build is not stored_during_build:
                 return
-            for key in self._stored_during_build:
+            for key in stored_during_build:
                 key_filter.add(key)
             self._stored_during_build = None
             self._filter = key_filter

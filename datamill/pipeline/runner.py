@@ -189,8 +189,8 @@ class PipelineRunner:
                     label=step.label,
                 )
                 self.dispatcher.add_offline(offline)
-                # Batch answers went into the cache by the offline store's own connection.
-                self.cache.drop_key_filter()
+                # Batch answers went into the cache by the offline store's own connection:
+                # rebuild the key filter (a build still running from the start is superseded).
                 self.cache.load_key_filter()
             if isinstance(op, LLMOperator):
                 await self._run_llm_step(step, op, rows, position.seq, position.in_rows, committer)

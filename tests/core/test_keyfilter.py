@@ -48,3 +48,16 @@ def test_keys_stored_while_the_filter_is_built_are_found_afterwards(tmp_path: Pa
         assert cache.get(_key(index)) is not None, index
     assert cache.get(_key(99_999_999)) is None
     cache.close()
+
+
+def test_a_build_superseded_by_a_later_one_never_installs_its_stale_filter(tmp_path: Path):
+    path = tmp_path / "run.state.db"
+    StateDB(path).close()
+    cache = RequestCache(path)
+    superseded: list[str] = []  # the list of a build that a later load_key_filter replaced
+    cache.load_key_filter()
+    _wait_for_filter(cache)
+    current = cache._filter
+    cache._build_key_filter(superseded)  # the old scan finishing last
+    assert cache._filter is current
+    cache.close()

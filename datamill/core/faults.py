@@ -3,7 +3,7 @@ the n-th time execution reaches ``point`` (1-based).
 
 Points: ``after_append`` (step file appended and fsynced, commit not recorded),
 ``mid_append`` (half a batch written: a torn line), ``in_commit`` (inside the SQLite
-transaction, before COMMIT), ``after_commit``, ``after_cache_put`` (a response cached, its
+transaction, before COMMIT), ``after_commit``, ``raise_in_cache_put`` (a request-cache write raises, see ``raise_if``), ``after_cache_put`` (a response cached, its
 batch not committed). Offline batches (``datamill.serving.offline``): ``offline_after_intent``
 (a chunk's intent recorded, nothing sent), ``offline_after_upload`` (its file uploaded, the
 file id not recorded), ``offline_after_create`` (its job created, the job id not recorded).
@@ -32,6 +32,17 @@ def armed(point: str) -> bool:
 def crash_if(point: str) -> None:
     if _point and armed(point):
         kill_now()
+
+
+def raise_if(point: str) -> None:
+    """Raise ``InjectedFault`` at ``point`` instead of killing: for failures that must reach
+    the user (``raise_in_cache_put``: a request-cache write fails, as on a full disk)."""
+    if _point and armed(point):
+        raise InjectedFault(f"injected failure at {point}")
+
+
+class InjectedFault(OSError):
+    """The error ``raise_if`` raises."""
 
 
 def kill_now() -> None:

@@ -116,6 +116,7 @@ class RequestCache:
         """Store ``(key, response)`` pairs; a response may come already encoded as JSON text,
         which keeps the writer thread's own Python work (and its wait for the GIL) minimal."""
         now = time.time()
+        faults.raise_if("raise_in_cache_put")
         with self._writer.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO request_cache(key, response, created_at) VALUES (?, ?, ?)",

@@ -40,7 +40,6 @@ class GroupCommitter:
         self.writer = writer
         self.state = state
         self.committed_rows_in = 0
-        self.committed_rows_out = 0
         self.backlog_rows = 0
         self._queue: list[PendingBatch] = []
         self._job: asyncio.Future[None] | None = None
@@ -98,7 +97,6 @@ class GroupCommitter:
         else:
             rows_in = group[-1].in_row_end - self.committed_rows_in
             self.committed_rows_in = group[-1].in_row_end
-            self.committed_rows_out += sum(len(b.rows) for b in group)
             self.backlog_rows -= rows_in
             for callback in self.on_commit:
                 callback(group)

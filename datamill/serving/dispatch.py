@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,28 +47,22 @@ class DispatchStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-Persist = Callable[[list[tuple[str, dict[str, Any] | str]]], "ThreadFuture[None] | None"]
-
-
 class RequestDispatcher:
     """Cache lookup, in-run de-duplication, concurrency and retries for online requests.
 
-    ``persist`` writes a list of ``(key, response)`` to the request cache; the engine passes
-    one that runs on its writer thread and returns a future. Until that write lands, the
-    response stays in ``_unpersisted`` so an identical request meanwhile is still answered
-    without a call.
+    Responses are written to the request cache once per event-loop turn (``flush``); until
+    the write lands, a response stays in ``_unpersisted`` so an identical request meanwhile is
+    still answered without a call.
     """
 
-    def __init__(self, cache: RequestCache, persist: Persist | None = None) -> None:
+    def __init__(self, cache: RequestCache) -> None:
         self.cache = cache
         self.stats = DispatchStats()
-        self._persist: Persist = persist or cache.put_many
         self._in_flight: dict[str, asyncio.Future[GenericResponse]] = {}
         self._unpersisted: dict[str, GenericResponse] = {}
         self._to_store: list[tuple[str, dict[str, Any] | str]] = []
         self._flush_scheduled = False
         self._write_error: BaseException | None = None
-        self._pending_writes: set[ThreadFuture[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_wire: set[asyncio.Task[None]] = set()
         self._fatal: dict[int, ServingError] = {}
@@ -85,6 +77,8 @@ class RequestDispatcher:
         self.offline_fresh.update(result.fresh)
 
     def submit(self, serving: LLMServingABC, request: GenericRequest) -> asyncio.Future[GenericResponse]:
+        if self._write_error is not None:  # a cache write failed in a loop callback: stop here
+            raise self._write_error
         self.stats.submitted += 1
         key = request.key
         future = self._in_flight.get(key)
@@ -128,30 +122,21 @@ class RequestDispatcher:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Hand the queued responses to the writer: one write in flight at a time, each taking
-        everything that arrived meanwhile (a group commit), so the writer never falls behind a
-        queue of small transactions."""
+        """Write every response that arrived in this loop turn to the request cache, in one
+        transaction. It runs as a loop callback, where a raised error would only be logged:
+        a failed write keeps its responses queued (still answered from memory) and its error
+        is raised by the next ``submit`` and by ``close``."""
         self._flush_scheduled = False
-        if self._write_error is not None:
-            raise self._write_error
-        if not self._to_store or self._pending_writes:
+        if not self._to_store or self._write_error is not None:
             return
         items, self._to_store = self._to_store, []
-        write = self._persist(items)
-        if write is None:
-            self._forget(items)
-            return
-        self._pending_writes.add(write)
-        loop = asyncio.get_running_loop()
-        write.add_done_callback(lambda done: loop.call_soon_threadsafe(self._written, done, items))
-
-    def _written(self, write: ThreadFuture[None], items: list[tuple[str, dict[str, Any] | str]]) -> None:
-        self._pending_writes.discard(write)
-        if write.exception() is not None:
-            self._write_error = write.exception()
+        try:
+            self.cache.put_many(items)
+        except Exception as exc:  # e.g. a full disk: the run must stop and say so
+            self._to_store = items + self._to_store
+            self._write_error = exc
             return
         self._forget(items)
-        self.flush()
 
     def _forget(self, items: list[tuple[str, dict[str, Any] | str]]) -> None:
         for key, _ in items:
@@ -175,9 +160,6 @@ class RequestDispatcher:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.flush()
-        while self._pending_writes:
-            await asyncio.wrap_future(next(iter(self._pending_writes)))
-            await asyncio.sleep(0)  # let ``_written`` run and hand over what queued meanwhile
         if self._write_error is not None:
             raise self._write_error
 

@@ -168,3 +168,43 @@ def test_transient_errors_are_retried_and_the_run_completes(simulator, tmp_path:
     assert ids(p.rows()) == list(range(40))
     stats = simulator.stats()
     assert stats["answered"] == 40 and stats["duplicates"] == 0
+
+
+FAILING_CACHE_WRITE = """
+import os
+from datamill import BatchedPipelineABC, BatchedFileStorage, APILLMServing_request, PromptedGenerator
+
+class P(BatchedPipelineABC):
+    def __init__(self):
+        super().__init__()
+        self.storage = BatchedFileStorage(os.environ["IN"], cache_path=os.environ["CACHE"], file_name_prefix="f")
+        self.llm = APILLMServing_request(api_url=os.environ["URL"], model_name="m", max_workers=8)
+        self.op = PromptedGenerator(llm_serving=self.llm, system_prompt="Echo:")
+    def forward(self):
+        self.op.run(self.storage.step(), input_key="raw_content", output_key="out")
+
+P().forward(batch_size=4)
+"""
+
+
+def test_a_request_cache_write_that_fails_stops_the_run_with_its_error(simulator, tmp_path: Path) -> None:
+    """Cache writes run in an event-loop callback, where asyncio only logs errors; the run
+    must still stop with the error rather than carry on without caching responses."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "pipeline.py"
+    script.write_text(FAILING_CACHE_WRITE)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f'{{"raw_content": "row {i}"}}\n' for i in range(200)))
+    env = {
+        **os.environ,
+        "IN": str(source),
+        "CACHE": str(tmp_path / "cache"),
+        "URL": simulator.openai_base + "/chat/completions",
+        "DATAMILL_FAULT": "raise_in_cache_put:3",
+    }
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "injected failure at raise_in_cache_put" in done.stderr

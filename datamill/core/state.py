@@ -314,7 +314,7 @@ class StateDB:
             "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM commits WHERE step=?",
             (step,),
         ).fetchone()
-        failed = self.conn.execute("SELECT COUNT(*) FROM failures WHERE step=?", (step,)).fetchone()[0]
+        failed = self.failure_count(step)
         return {
             "batches": row[0],
             "rows_in": row[1],
@@ -325,6 +325,9 @@ class StateDB:
             "completion_tokens": row[5],
             "cost_usd": row[6],
         }
+
+    def failure_count(self, step: int) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM failures WHERE step=?", (step,)).fetchone()[0])
 
     def failures(self, step: int, limit: int | None = None) -> list[tuple[int, str]]:
         sql = "SELECT input_row, error FROM failures WHERE step=? ORDER BY input_row"

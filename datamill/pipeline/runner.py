@@ -170,7 +170,7 @@ class PipelineRunner:
                 self.progress.rows_committed(summary, committer.committed_rows_in, self.dispatcher.stats)
 
         committer.on_commit.append(on_commit)
-        summary.rows_failed = len(self.state.failures(step.index))
+        summary.rows_failed = self.state.failure_count(step.index)
         if self.progress is not None:
             self.progress.step_started(summary, _safe_count(step), position.in_rows)
         try:

@@ -106,11 +106,10 @@ class PipelineRunner:
         self.batch_size = batch_size
         self.progress = progress
         self.budget = budget
-        # Responses are written to the request cache on the event loop, once per loop turn
-        # (a group of every response that arrived in it), so an answered request is durable
-        # within microseconds of arriving; the cache's key filter keeps reads off the loop.
-        # Batches are appended and committed on their own thread, so the loop never waits on
-        # a step file's fsync. SQLite serialises the two writers' short transactions.
+        # Responses go to the request cache through the dispatcher's cache writer (grouped, on
+        # a thread of its own); the cache's key filter keeps reads off SQLite. Batches are
+        # appended and committed on their own thread, so the loop never waits on a step
+        # file's fsync. The two writers share one lock (``StateDB.write_lock``).
         self.commit_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-commit")
         self.dispatcher = RequestDispatcher(cache)
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
+import orjson
 
 from datamill.errors import ConfigError, ServingError
 
@@ -96,9 +97,18 @@ async def post_json(
     timeout: float,
     secret: str | None = None,
 ) -> bytes:
-    """POST ``body`` as JSON and return the 2xx reply's bytes; raise a ``ServingError`` otherwise."""
+    """POST ``body`` as JSON and return the 2xx reply's bytes; raise a ``ServingError`` otherwise.
+
+    The body is encoded by orjson (several times faster than the standard library, which
+    aiohttp's ``json=`` uses); ``session`` comes from ``open_session``, whose headers declare
+    it ``application/json``.
+    """
     try:
-        async with session.post(url, json=body, headers=headers) as reply:
+        payload = orjson.dumps(body)
+    except TypeError as exc:
+        raise ConfigError(f"request body for {url} is not JSON-serialisable: {exc}") from None
+    try:
+        async with session.post(url, data=payload, headers=headers) as reply:
             data = await reply.read()
             if reply.status >= 400:
                 message = provider_error_message(data.decode(errors="replace"))
@@ -131,9 +141,10 @@ def resolve_api_key(explicit: str | None, env_name: str, url: str) -> str | None
 
 
 def open_session(headers: dict[str, str], max_workers: int, timeout: float) -> aiohttp.ClientSession:
-    """One pooled aiohttp session for a serving: ``max_workers`` connections, a total timeout."""
+    """One pooled aiohttp session for a serving: ``max_workers`` connections, a total timeout,
+    and ``headers`` on every request besides ``Content-Type: application/json``."""
     return aiohttp.ClientSession(
-        headers=headers,
+        headers={"Content-Type": "application/json", **headers},
         connector=aiohttp.TCPConnector(limit=max_workers, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(total=timeout),
     )

@@ -81,8 +81,7 @@ class HTTPLLMServing(LLMServingABC):
         if self._session is not None and not self._session.closed:
             return
         self._key = self.resolve_key()
-        headers = {"Content-Type": "application/json", **self.provider_headers(self._key)}
-        self._session = open_session(headers, self.max_workers, self.timeout)
+        self._session = open_session(self.provider_headers(self._key), self.max_workers, self.timeout)
 
     async def close(self) -> None:
         if self._session is not None:

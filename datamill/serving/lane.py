@@ -1,0 +1,234 @@
+"""A send lane: the worker coroutines that send one serving's requests, with retries.
+
+Each serving gets one lane of up to ``max_workers`` long-lived workers that take requests from
+a queue in submission order. Under load a worker that finishes a request picks up the next
+one at once, so a request costs no task creation, no scheduling and no wait-and-wake of a
+semaphore: the lane is as cheap per request as a hand-written loop of ``max_workers``
+coroutines around one HTTP session. Workers are started as requests arrive and never exceed
+``max_workers``; the serving's ``ServingLimiter`` still gates each attempt (its adaptive limit
+after a 429, RPM and TPM pacing).
+
+A failed attempt that may be retried does not hold its worker while it backs off: the job is
+put back on the queue when its delay has passed (a 429 at once, since the limiter pauses the
+whole serving). ``stop`` ends the lane: queued and backing-off requests fail as aborted,
+attempts already on the wire may finish (the provider answers and bills them anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from datamill.errors import ServingError
+from datamill.serving.base import LLMServingABC
+from datamill.serving.types import GenericRequest, GenericResponse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class SendJob:
+    """One request on its way: its future, and what its retries have used so far."""
+
+    request: GenericRequest
+    future: asyncio.Future[GenericResponse]
+    started: float = field(default_factory=time.monotonic)
+    estimate: int = 0
+    attempts: int = 0
+    rate_limited: int = 0
+
+
+class SendLane:
+    """The workers, the queue and the retry schedule of one serving's online requests.
+
+    ``stats`` is the dispatcher's ``DispatchStats`` (sent, retries, failures, tokens, cost);
+    ``on_response`` receives each answered job with its response and resolves its future;
+    ``on_failed`` hears of each job whose future the lane failed.
+    """
+
+    def __init__(
+        self,
+        serving: LLMServingABC,
+        stats: Any,
+        on_response: Callable[[SendJob, GenericResponse], None],
+        on_failed: Callable[[SendJob], None],
+    ) -> None:
+        self.serving = serving
+        self.stats = stats
+        self.on_response = on_response
+        self.on_failed = on_failed
+        self.fatal: ServingError | None = None
+        self._jobs: deque[SendJob] = deque()
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._on_wire: set[asyncio.Task[None]] = set()
+        self._backing_off: dict[SendJob, asyncio.TimerHandle] = {}
+        self._stopping = False
+
+    def put(self, job: SendJob) -> None:
+        """Queue ``job``; wake an idle worker, or start one while fewer than ``max_workers``."""
+        if self.serving.limiter.tokens is not None:
+            job.estimate = self.serving.estimate_tokens(job.request)
+        self._enqueue(job)
+
+    def _enqueue(self, job: SendJob, *, first: bool = False) -> None:
+        if first:
+            self._jobs.appendleft(job)
+        else:
+            self._jobs.append(job)
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        if len(self._workers) < self.serving.max_workers:
+            task = asyncio.get_running_loop().create_task(self._work())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+
+    async def _work(self) -> None:
+        jobs = self._jobs
+        worker = asyncio.current_task()
+        assert worker is not None
+        while not self._stopping:
+            if not jobs:
+                waiter = asyncio.get_running_loop().create_future()
+                self._idle.append(waiter)
+                await waiter
+                continue
+            job = jobs.popleft()
+            if not job.future.done():
+                await self._attempt(job, worker)
+
+    async def _attempt(self, job: SendJob, worker: asyncio.Task[None]) -> None:
+        """One attempt at ``job``: answered, failed for good, or scheduled again."""
+        serving, stats = self.serving, self.stats
+        limiter = serving.limiter
+        try:
+            if self.fatal is not None:
+                raise self.fatal
+            await limiter.acquire(job.estimate)
+            if self.fatal is not None:
+                limiter.release()
+                raise self.fatal
+        except ServingError as exc:
+            self._fail(job, exc)
+            return
+        except BaseException as exc:
+            self._abort(job, exc)
+            raise
+        stats.in_flight += 1
+        stats.sent += 1
+        self._on_wire.add(worker)
+        try:
+            response = await serving.send_once(job.request)
+        except ServingError as exc:
+            error: ServingError = exc
+        except BaseException as exc:  # cancelled, or a bug: never leave the future hanging
+            self._abort(job, exc)
+            if isinstance(exc, Exception):
+                return  # a bug reaches its batch as itself and stops the run there
+            raise
+        else:
+            limiter.record_success(job.estimate, response.prompt_tokens + response.completion_tokens)
+            stats.cost_usd += serving.cost_usd(response)
+            stats.prompt_tokens += response.prompt_tokens
+            stats.completion_tokens += response.completion_tokens
+            self.on_response(job, response)
+            return
+        finally:
+            self._on_wire.discard(worker)
+            stats.in_flight -= 1
+            limiter.release()
+        self._retry_or_fail(job, error)
+
+    def _retry_or_fail(self, job: SendJob, error: ServingError) -> None:
+        """Schedule ``job`` again if ``error`` can be retried within the policy, else fail it.
+
+        A 429 pauses the whole serving (``ServingLimiter.record_rate_limited``), so its retry is
+        queued at once and waits in the limiter; 429s are bounded by ``max_rate_limited`` and
+        the total time, other failures by ``max_attempts``.
+        """
+        policy = self.serving.retry
+        stats = self.stats
+        elapsed = time.monotonic() - job.started
+        if getattr(error, "fatal", False) and self.fatal is None:
+            self.fatal = error
+        if error.status == 429:
+            job.rate_limited += 1
+            stats.rate_limited += 1
+            self.serving.limiter.record_rate_limited(
+                getattr(error, "retry_after", None), getattr(error, "provider_rpm", None)
+            )
+            exhausted = job.rate_limited >= policy.max_rate_limited
+        else:
+            job.attempts += 1
+            exhausted = job.attempts >= policy.max_attempts
+        if not error.retryable or exhausted or elapsed >= policy.max_total_seconds or self._stopping:
+            if error.retryable:
+                error = ServingError(
+                    f"gave up after {job.attempts + job.rate_limited} attempts over {elapsed:.1f}s: {error}",
+                    status=error.status,
+                )
+            self._fail(job, error)
+            return
+        stats.retries += 1
+        if error.status == 429:
+            log.debug("rate limited on %s; the serving pauses: %s", job.request.key[:12], error)
+            self._enqueue(job, first=True)
+            return
+        delay = policy.delay(job.attempts, getattr(error, "retry_after", None))
+        log.debug("retrying %s in %.2fs after: %s", job.request.key[:12], delay, error)
+        self._backing_off[job] = asyncio.get_running_loop().call_later(delay, self._back_off_ended, job)
+
+    def _back_off_ended(self, job: SendJob) -> None:
+        if self._backing_off.pop(job, None) is not None and not self._stopping:
+            self._enqueue(job, first=True)
+
+    def _fail(self, job: SendJob, error: ServingError) -> None:
+        stats = self.stats
+        stats.failed += 1
+        kind = f"HTTP {error.status}" if error.status else type(error).__name__
+        stats.errors[kind] = stats.errors.get(kind, 0) + 1
+        if not job.future.done():
+            job.future.set_exception(error)
+            job.future.exception()  # its batch reads it; if the run stopped first, nobody will
+        self.on_failed(job)
+
+    def _abort(self, job: SendJob, exc: BaseException) -> None:
+        """``job`` stopped by ``exc``: a cancellation becomes a provider-style failure, a bug
+        reaches the batch as itself."""
+        if not job.future.done():
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            job.future.set_exception(ServingError(f"request aborted: {exc!r}") if cancelled else exc)
+            job.future.exception()  # its batch may have been abandoned: nobody is left to read it
+        self.on_failed(job)
+
+    async def stop(self, drain_seconds: float) -> None:
+        """Fail what is queued or backing off, let attempts on the wire finish for up to
+        ``drain_seconds`` (their responses are reported as usual), then cancel the rest."""
+        self._stopping = True
+        aborted = asyncio.CancelledError("the run stopped")
+        for job, handle in list(self._backing_off.items()):
+            handle.cancel()
+            self._abort(job, aborted)
+        self._backing_off.clear()
+        while self._jobs:
+            self._abort(self._jobs.popleft(), aborted)
+        on_wire = list(self._on_wire)
+        for worker in list(self._workers):
+            if worker not in self._on_wire:
+                worker.cancel()
+        if on_wire:
+            log.info("waiting up to %.0fs for %d request(s) already sent", drain_seconds, len(on_wire))
+            await asyncio.wait(on_wire, timeout=drain_seconds)
+        workers = list(self._workers)
+        for worker in workers:
+            worker.cancel()
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)

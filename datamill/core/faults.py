@@ -3,8 +3,10 @@ the n-th time execution reaches ``point`` (1-based).
 
 Points: ``after_append`` (step file appended and fsynced, commit not recorded),
 ``mid_append`` (half a batch written: a torn line), ``in_commit`` (inside the SQLite
-transaction, before COMMIT), ``after_commit``, ``raise_in_cache_put`` (a request-cache write raises, see ``raise_if``), ``after_cache_put`` (a response cached, its
-batch not committed). Offline batches (``datamill.serving.offline``): ``offline_after_intent``
+transaction, before COMMIT), ``after_commit``, ``after_journal_append`` (a loop turn's
+responses journaled, not yet in the request cache), ``raise_in_cache_put`` (a request-cache
+write raises, see ``raise_if``), ``after_cache_put`` (a response cached, its batch not
+committed). Offline batches (``datamill.serving.offline``): ``offline_after_intent``
 (a chunk's intent recorded, nothing sent), ``offline_after_upload`` (its file uploaded, the
 file id not recorded), ``offline_after_create`` (its job created, the job id not recorded).
 Unset, the check is one comparison.

@@ -19,6 +19,7 @@ import orjson
 
 from datamill.core import faults
 from datamill.core.keyfilter import KeyFilter
+from datamill.core.response_journal import ResponseJournal, replay
 from datamill.core.state import StateDB
 
 #: One statement stores a whole group: ``?2`` is a JSON array of ``[key, response text]``.
@@ -145,6 +146,12 @@ class RequestCache:
             elif self._stored_during_build is not None:
                 self._stored_during_build.extend(key for key, _ in items)
         faults.crash_if("after_cache_put")
+
+    def open_journal(self) -> ResponseJournal:
+        """Replay what a killed run left in the response journal, then open it for this run
+        (``datamill.core.response_journal``; only the process holding the cache lock may)."""
+        replay(self._writer.path, self.put_many)
+        return ResponseJournal(self._writer.path)
 
     def count(self) -> int:
         return int(self._reader.conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0])

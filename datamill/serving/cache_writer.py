@@ -1,14 +1,16 @@
-"""Writing responses to the request cache as they arrive, off the event loop, in groups.
+"""Responses on their way to the request cache: journaled in the loop turn they arrive in,
+then written to SQLite by a thread of its own, in groups.
 
-A response is queued the moment it arrives and written by a thread of its own, so the event
-loop never blocks on SQLite (a random-key insert touches a random B-tree page: ~20 µs a row,
-most of it I/O). One write runs at a time; every response that arrives meanwhile joins the
-next one, so a group grows as large as the writer is slow and a response waits at most about
-one write for its turn. Until its write lands, a response stays in memory and answers an
-identical request from there.
+Storing a response in SQLite is a random-key insert (~20 µs a row, most of it I/O), too slow
+for the event loop at thousands of responses a second. So each loop turn appends its
+responses to the response journal with one ``write`` (``datamill.core.response_journal``),
+which already makes them survive a killed process, and the request cache is written by a
+thread: one write at a time, every response that arrives meanwhile joining the next one, so
+a group grows as large as the writer is slow. Until its write lands, a response stays in
+memory and answers an identical request from there.
 
-A failed write (a full disk) keeps its responses queued and in memory; ``error`` holds the
-exception, which the dispatcher raises from its next ``submit`` and from ``close``.
+A failed write (a full disk) keeps its responses in memory; ``error`` holds the exception,
+which the dispatcher raises from its next ``submit`` and from ``close``.
 """
 
 from __future__ import annotations
@@ -18,20 +20,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
+from datamill.core import faults
 from datamill.core.request_cache import RequestCache
 from datamill.serving.types import GenericResponse
 
+#: A response queued for the request cache: key, response JSON, journal file it is in.
+Entry = tuple[str, str, int]
+
 
 class CacheWriter:
-    """Responses on their way to the request cache: queued, written in groups, then forgotten."""
+    """Journals each loop turn's responses, writes them to the cache in groups, forgets them."""
 
     def __init__(self, cache: RequestCache) -> None:
         self.cache = cache
         self.error: BaseException | None = None
-        self._queued: list[tuple[str, str]] = []
+        self._journal = cache.open_journal()
+        self._this_turn: list[tuple[str, str]] = []
+        self._queued: list[Entry] = []
         self._unwritten: dict[str, GenericResponse] = {}
         self._writing: asyncio.Future[None] | None = None
-        self._scheduled = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-cache")
 
     def unwritten(self, key: str) -> GenericResponse | None:
@@ -39,42 +46,62 @@ class CacheWriter:
         return self._unwritten.get(key)
 
     def store(self, key: str, response: GenericResponse) -> None:
-        """Queue ``response``; the write starts in this loop turn unless one is running."""
-        self._queued.append((key, orjson.dumps(response.to_cache()).decode()))
+        """Take ``response``; it is journaled at the end of this loop turn."""
+        if not self._this_turn:
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        self._this_turn.append((key, orjson.dumps(response.to_cache()).decode()))
         self._unwritten[key] = response
-        if self._writing is None and not self._scheduled:
-            self._scheduled = True  # the rest of this loop turn's responses join the group
-            asyncio.get_running_loop().call_soon(self._start)
+
+    def _end_turn(self) -> None:
+        """Journal this turn's responses in one write, then hand them to the writer thread."""
+        entries, self._this_turn = self._this_turn, []
+        if not entries or self.error is not None:
+            return  # the run is stopping; these stay answerable from memory
+        try:
+            journal = self._journal.append(entries)
+        except OSError as exc:  # e.g. a full disk: the run must stop and say so
+            self.error = exc
+            return
+        faults.crash_if("after_journal_append")
+        self._queued.extend((key, response, journal) for key, response in entries)
+        if self._writing is None:
+            self._start()
 
     def _start(self) -> None:
-        self._scheduled = False
-        if self._writing is not None or not self._queued or self.error is not None:
-            return
         group, self._queued = self._queued, []
-        self._writing = asyncio.get_running_loop().run_in_executor(self._thread, self.cache.put_many, group)
+        items = [(key, response) for key, response, _ in group]
+        self._writing = asyncio.get_running_loop().run_in_executor(self._thread, self.cache.put_many, items)
         self._writing.add_done_callback(lambda job: self._written(job, group))
 
-    def _written(self, job: asyncio.Future[None], group: list[tuple[str, str]]) -> None:
+    def _written(self, job: asyncio.Future[None], group: list[Entry]) -> None:
         self._writing = None
         error = job.exception() if not job.cancelled() else asyncio.CancelledError()
         if error is not None:  # e.g. a full disk: the run must stop and say so
             self._queued = group + self._queued
             self.error = error
             return
-        for key, _ in group:
+        per_journal = [0, 0]
+        for key, _, journal in group:
             self._unwritten.pop(key, None)
-        self._start()
+            per_journal[journal] += 1
+        for journal, count in enumerate(per_journal):
+            if count:
+                self._journal.stored(journal, count)
+        if self._queued:
+            self._start()
 
     async def close(self) -> None:
-        """Wait for the running write, write what is queued, and stop the thread; raise the
-        write error if there was one (nothing queued is dropped before that)."""
+        """Journal and write what is left, stop the thread, and raise the write error if there
+        was one (what could not be written stays in the journal for the next run)."""
         try:
+            if self._this_turn:
+                self._end_turn()
             while self._writing is not None or (self._queued and self.error is None):
                 if self._writing is None:
                     self._start()
-                if self._writing is not None:
-                    await asyncio.wait([self._writing])
+                await asyncio.wait([self._writing])  # type: ignore[list-item]
         finally:
             self._thread.shutdown(wait=True)
+            self._journal.close(everything_stored=self.error is None and not self._queued)
         if self.error is not None:
             raise self.error

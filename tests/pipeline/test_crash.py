@@ -4,7 +4,8 @@ answered response.
 A two-step pipeline over 500 rows runs in a real subprocess against the simulator (which
 lives in the test process and so outlives every kill). It is killed at exact protocol points
 (``DATAMILL_FAULT``: after the append before the commit, mid-append leaving a torn line, inside
-the SQLite commit, after the commit, after a response was cached) and at random instants, then
+the SQLite commit, after the commit, after a response was journaled or cached) and at random
+instants, then
 rerun until complete. Each time: each step file has exactly one row per input row, in input
 order, each output derived from its own input; and no request whose response the client had
 stored before a kill was answered again by the simulator.
@@ -60,11 +61,19 @@ def crash_env(tmp_path: Path, make_simulator):
 
 
 def _cached_keys(cache: Path) -> set[str]:
+    """Keys the client had stored: in the request cache or in the response journal (whose
+    complete lines the next run replays into the cache)."""
     db = cache / "crash.state.db"
     if not db.exists():
         return set()
     with sqlite3.connect(db) as conn:
-        return {row[0] for row in conn.execute("SELECT key FROM request_cache")}
+        keys = {row[0] for row in conn.execute("SELECT key FROM request_cache")}
+    for journal in cache.glob("crash.state.db.responses-*.log"):
+        for line in journal.read_bytes().splitlines():
+            key, _, response = line.partition(b" ")
+            if response.endswith(b"}"):
+                keys.add(key.decode())
+    return keys
 
 
 def _check_outputs(cache: Path) -> None:
@@ -102,7 +111,7 @@ def _run_to_completion(sim, script, source, cache, url, kills: list[dict], rng: 
 
 # Visit counts stay low enough to be reached however writes group (a group commit visits
 # ``after_append``/``in_commit``/``after_commit`` once, a cache write ``after_cache_put``
-# once); ``mid_append`` is visited per batch, so its high count lands in the second step.
+# once, a loop turn's responses ``after_journal_append`` once); ``mid_append`` is visited per batch, so its high count lands in the second step.
 FAULTS = [
     "after_append:1",
     "after_append:5",
@@ -117,6 +126,8 @@ FAULTS = [
     "after_commit:9",
     "after_cache_put:5",
     "after_cache_put:20",
+    "after_journal_append:3",
+    "after_journal_append:40",
 ]
 
 

@@ -23,14 +23,30 @@ from typing import Any
 from datamill.core import faults
 from datamill.errors import StateError
 
-SCHEMA_VERSION = 1
+#: 2: the request cache is a rowid table with a unique key index (was WITHOUT ROWID: every
+#: insert rewrote a random page of full rows; now only the small index is random).
+SCHEMA_VERSION = 2
 
 #: SQLite page cache per connection, in KiB. Every access is by key, and the OS page cache
 #: serves a miss in microseconds; a small cap keeps a run's memory flat however large the
 #: request cache grows (SQLite's default, 2 MiB per connection, fills slowly and reads as growth).
 PAGE_CACHE_KIB = 512
 
-_SCHEMA = """
+#: WAL pages before a commit checkpoints them into the database (SQLite's default is 1,000).
+#: Random-key cache inserts dirty the same index pages again and again; a longer WAL copies
+#: each one back once per checkpoint instead of many times (~40% less CPU per cached response).
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+
+_REQUEST_CACHE_TABLE = """
+CREATE TABLE IF NOT EXISTS request_cache (
+    key TEXT NOT NULL UNIQUE,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL
+)"""
+
+_SCHEMA = (
+    _REQUEST_CACHE_TABLE
+    + """;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS steps (
     step INTEGER PRIMARY KEY,
@@ -68,11 +84,6 @@ CREATE TABLE IF NOT EXISTS drops (
     rows INTEGER NOT NULL,
     PRIMARY KEY (step, reason)
 );
-CREATE TABLE IF NOT EXISTS request_cache (
-    key TEXT PRIMARY KEY,
-    response TEXT NOT NULL,
-    created_at REAL NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     pid INTEGER NOT NULL,
@@ -82,6 +93,19 @@ CREATE TABLE IF NOT EXISTS runs (
     summary TEXT
 );
 """
+)
+
+
+_COMMIT_COLUMNS = (
+    "step, seq, in_row_end, in_position, out_position, out_rows, rows_failed, rows_dropped, "
+    "prompt_tokens, completion_tokens, cost_usd, committed_at"
+)
+#: ``?1`` is a JSON array of commit records, each an array in ``_COMMIT_COLUMNS`` order.
+_INSERT_COMMITS_FROM_JSON = (
+    f"INSERT INTO commits({_COMMIT_COLUMNS}) SELECT "
+    + ", ".join(f"json_extract(value, '$[{index}]')" for index in range(12))
+    + " FROM json_each(?1)"
+)
 
 
 @dataclass(frozen=True)
@@ -126,8 +150,10 @@ class StateDB:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={synchronous}")
             self.conn.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             self.conn.executescript(_SCHEMA)
             self._check_version()
+            self._upgrade()
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"{path}: cannot open the state database ({exc}); if the file is damaged, move the "
@@ -164,6 +190,24 @@ class StateDB:
             raise StateError(
                 f"{self.path} was written by a newer datamill (schema {row[0]}); upgrade datamill"
             )
+
+    def _upgrade(self) -> None:
+        """Bring a database written by an older datamill to ``SCHEMA_VERSION``, keeping every
+        row: one transaction, so a kill mid-way leaves the old schema whole."""
+        version = int(self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+        if version >= SCHEMA_VERSION:
+            return
+        with self.transaction() as conn:
+            version = int(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+            if version < 2:  # another connection may have upgraded meanwhile
+                conn.execute("ALTER TABLE request_cache RENAME TO request_cache_v1")
+                conn.execute(_REQUEST_CACHE_TABLE)
+                conn.execute(
+                    "INSERT INTO request_cache(key, response, created_at) "
+                    "SELECT key, response, created_at FROM request_cache_v1"
+                )
+                conn.execute("DROP TABLE request_cache_v1")
+            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.conn.close()
@@ -231,38 +275,44 @@ class StateDB:
         atomic while paying one fsync for all of them.
         """
         now = time.time()
+        records = [
+            (
+                commit.step,
+                seq,
+                commit.in_row_end,
+                commit.in_position,
+                commit.out_position,
+                commit.out_rows,
+                len(commit.failures),
+                commit.rows_dropped,
+                commit.prompt_tokens,
+                commit.completion_tokens,
+                commit.cost_usd,
+                now,
+            )
+            for seq, commit in commits
+        ]
         with self.transaction() as conn:
-            for seq, commit in commits:
-                conn.execute(
-                    "INSERT INTO commits(step, seq, in_row_end, in_position, out_position, out_rows, "
-                    "rows_failed, rows_dropped, prompt_tokens, completion_tokens, cost_usd, committed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        commit.step,
-                        seq,
-                        commit.in_row_end,
-                        commit.in_position,
-                        commit.out_position,
-                        commit.out_rows,
-                        len(commit.failures),
-                        commit.rows_dropped,
-                        commit.prompt_tokens,
-                        commit.completion_tokens,
-                        commit.cost_usd,
-                        now,
-                    ),
+            # One statement for the whole group: a thread beside the busy event loop waits for
+            # the GIL after every SQLite call, so one call per batch would make a group of
+            # small batches wait once per batch.
+            conn.execute(_INSERT_COMMITS_FROM_JSON, (json.dumps(records),))
+            failures = [(c.step, row, error, now) for _, c in commits for row, error in c.failures]
+            if failures:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO failures(step, input_row, error, failed_at) VALUES (?, ?, ?, ?)",
+                    failures,
                 )
-                if commit.failures:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO failures(step, input_row, error, failed_at) VALUES (?, ?, ?, ?)",
-                        [(commit.step, row, error, now) for row, error in commit.failures],
-                    )
+            drops: dict[tuple[int, str], int] = {}
+            for _, commit in commits:
                 for reason, count in commit.drops.items():
-                    conn.execute(
-                        "INSERT INTO drops(step, reason, rows) VALUES (?, ?, ?) "
-                        "ON CONFLICT(step, reason) DO UPDATE SET rows = rows + excluded.rows",
-                        (commit.step, reason, count),
-                    )
+                    drops[commit.step, reason] = drops.get((commit.step, reason), 0) + count
+            for (step, reason), count in drops.items():
+                conn.execute(
+                    "INSERT INTO drops(step, reason, rows) VALUES (?, ?, ?) "
+                    "ON CONFLICT(step, reason) DO UPDATE SET rows = rows + excluded.rows",
+                    (step, reason, count),
+                )
             for step in done_steps:
                 conn.execute("UPDATE steps SET status='done', updated_at=? WHERE step=?", (now, step))
             faults.crash_if("in_commit")

@@ -5,8 +5,8 @@ Storing a response in SQLite is a random-key insert (~20 µs a row, most of it I
 for the event loop at thousands of responses a second. So each loop turn appends its
 responses to the response journal with one ``write`` (``datamill.core.response_journal``),
 which already makes them survive a killed process, and the request cache is written by a
-thread: one write at a time, every response that arrives meanwhile joining the next one, so
-a group grows as large as the writer is slow. Until its write lands, a response stays in
+thread in groups: one write at a time, of up to ``WRITE_GROUP_ROWS`` responses or what
+arrived within ``WRITE_DELAY_SECONDS``. Until its write lands, a response stays in
 memory and answers an identical request from there.
 
 A failed write (a full disk) keeps its responses in memory; ``error`` holds the exception,
@@ -27,6 +27,12 @@ from datamill.serving.types import GenericResponse
 #: A response queued for the request cache: key, response JSON, journal file it is in.
 Entry = tuple[str, str, int]
 
+#: A write starts once this many responses are queued, or ``WRITE_DELAY_SECONDS`` after the
+#: first of them: the journal already holds them, so waiting costs no safety, and a large
+#: group spreads the transaction's fixed cost (and the writer's waits for the GIL) thinly.
+WRITE_GROUP_ROWS = 512
+WRITE_DELAY_SECONDS = 0.05
+
 
 class CacheWriter:
     """Journals each loop turn's responses, writes them to the cache in groups, forgets them."""
@@ -39,6 +45,7 @@ class CacheWriter:
         self._queued: list[Entry] = []
         self._unwritten: dict[str, GenericResponse] = {}
         self._writing: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-cache")
 
     def unwritten(self, key: str) -> GenericResponse | None:
@@ -64,10 +71,23 @@ class CacheWriter:
             return
         faults.crash_if("after_journal_append")
         self._queued.extend((key, response, journal) for key, response in entries)
-        if self._writing is None:
+        self._start_when_due()
+
+    def _start_when_due(self) -> None:
+        """Start a write if a group is full, else make sure one starts after the delay."""
+        if self._writing is not None or not self._queued:
+            return
+        if len(self._queued) >= WRITE_GROUP_ROWS:
             self._start()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(WRITE_DELAY_SECONDS, self._start)
 
     def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writing is not None or not self._queued or self.error is not None:
+            return
         group, self._queued = self._queued, []
         items = [(key, response) for key, response, _ in group]
         self._writing = asyncio.get_running_loop().run_in_executor(self._thread, self.cache.put_many, items)
@@ -87,8 +107,7 @@ class CacheWriter:
         for journal, count in enumerate(per_journal):
             if count:
                 self._journal.stored(journal, count)
-        if self._queued:
-            self._start()
+        self._start_when_due()
 
     async def close(self) -> None:
         """Journal and write what is left, stop the thread, and raise the write error if there

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,33 @@ def test_a_database_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StateError, match="newer datamill"):
         StateDB(path)
+
+
+def test_a_schema_1_database_is_upgraded_keeping_every_cached_response(tmp_path: Path) -> None:
+    path = tmp_path / "p.state.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE request_cache (key TEXT PRIMARY KEY, response TEXT NOT NULL, created_at REAL NOT NULL)
+            WITHOUT ROWID;
+        INSERT INTO request_cache VALUES ('k1', '{"texts": ["a"]}', 1.0), ('k2', '{"texts": ["b"]}', 2.0);
+        """
+    )
+    conn.commit()
+    conn.close()
+    cache = RequestCache(path)
+    try:
+        assert cache.get("k1") == {"texts": ["a"]} and cache.get("k2") == {"texts": ["b"]}
+        cache.put_many([("k1", {"texts": ["again"]})])  # the key stays unique
+        assert cache.count() == 2 and cache.get("k1") == {"texts": ["again"]}
+    finally:
+        cache.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name='request_cache'").fetchone()[0]
+        assert "WITHOUT ROWID" not in sql
 
 
 def test_a_file_that_is_not_sqlite_is_a_state_error(tmp_path: Path) -> None:

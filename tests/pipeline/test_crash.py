@@ -124,8 +124,8 @@ FAULTS = [
     "in_commit:10",
     "after_commit:4",
     "after_commit:9",
+    "after_cache_put:2",
     "after_cache_put:5",
-    "after_cache_put:20",
     "after_journal_append:3",
     "after_journal_append:40",
 ]
@@ -155,7 +155,7 @@ def test_two_kills_inside_one_resume_chain(crash_env, tmp_path):
     sim, script, source = crash_env
     rng = random.Random(7)
     url = sim.openai_base + "/chat/completions"
-    kills = [{"fault": "mid_append:20"}, {"fault": "in_commit:15"}, {"kill_after": 0.8}]
+    kills = [{"fault": "mid_append:20"}, {"fault": "in_commit:4"}, {"kill_after": 0.8}]
     _run_to_completion(sim, script, source, tmp_path / "cache", url, kills, rng)
     with sqlite3.connect(tmp_path / "cache" / "crash.state.db") as conn:
         done = conn.execute("SELECT COUNT(*) FROM steps WHERE status='done'").fetchone()[0]

@@ -188,8 +188,10 @@ P().forward(batch_size=4)
 
 
 def test_a_request_cache_write_that_fails_stops_the_run_with_its_error(simulator, tmp_path: Path) -> None:
-    """Cache writes run in an event-loop callback, where asyncio only logs errors; the run
-    must still stop with the error rather than carry on without caching responses."""
+    """Cache writes run on a thread of their own, reported through loop callbacks where asyncio
+    only logs errors; the run must still stop with the error rather than carry on without
+    caching responses. What it had answered stays in the response journal: a rerun pays
+    nothing for it."""
     import os
     import subprocess
     import sys
@@ -203,8 +205,16 @@ def test_a_request_cache_write_that_fails_stops_the_run_with_its_error(simulator
         "IN": str(source),
         "CACHE": str(tmp_path / "cache"),
         "URL": simulator.openai_base + "/chat/completions",
-        "DATAMILL_FAULT": "raise_in_cache_put:3",
+        "DATAMILL_FAULT": "raise_in_cache_put:1",
     }
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "injected failure at raise_in_cache_put" in done.stderr
+    answered = simulator.stats()["answered"]
+    assert answered > 0
+
+    del env["DATAMILL_FAULT"]
+    again = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    stats = simulator.stats()
+    assert stats["duplicates"] == 0 and stats["answered"] == 200

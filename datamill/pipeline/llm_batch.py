@@ -58,9 +58,8 @@ async def compute_llm_batch(
             index: [dispatcher.submit(serving, request) for request in requests]
             for index, requests in pending.items()
         }
-        futures = {f for row_futures in submitted.values() for f in row_futures}
-        if futures:
-            await asyncio.wait(futures)
+        futures = [f for row_futures in submitted.values() for f in row_futures]
+        await all_done(futures)
         errors = [f.exception() for f in futures]  # every one read, so none is reported unread
         fatal = next((e for e in errors if getattr(e, "fatal", False)), None)
         if fatal is not None:
@@ -90,6 +89,29 @@ async def compute_llm_batch(
         attempt += 1
     result.outcomes = [outcome if outcome is not None else Failed("no outcome") for outcome in outcomes]
     return result
+
+
+async def all_done(futures: list[asyncio.Future[GenericResponse]]) -> None:
+    """Wait until every future is done (answered from the cache, they already are).
+
+    A count and one waiter: ``asyncio.wait`` builds sets and adds and removes a callback per
+    future on every call, which a batch of two rows pays in full.
+    """
+    remaining = sum(1 for future in futures if not future.done())
+    if not remaining:
+        return
+    everything = asyncio.get_running_loop().create_future()
+
+    def one_done(_: asyncio.Future[GenericResponse]) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if not remaining and not everything.done():
+            everything.set_result(None)
+
+    for future in futures:
+        if not future.done():
+            future.add_done_callback(one_done)
+    await everything
 
 
 def salted(request: GenericRequest, attempt: int) -> GenericRequest:

@@ -47,7 +47,8 @@ class DispatchStats:
 
 
 class RequestDispatcher:
-    """Cache lookup, in-run de-duplication, concurrency and retries for online requests.
+    """Cache lookup and in-run de-duplication for online requests; what must be sent goes to
+    its serving's ``SendLane`` (concurrency, limits, retries).
 
     Responses go to the request cache through a ``CacheWriter`` (grouped, on its own
     thread); until a write lands, the response answers an identical request from memory.
@@ -59,7 +60,6 @@ class RequestDispatcher:
         self._in_flight: dict[str, asyncio.Future[GenericResponse]] = {}
         self.cache_writer = CacheWriter(cache)
         self._lanes: dict[int, SendLane] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
         # Offline (Batch API) steps: requests whose lines failed for good, and keys whose
         # batch responses were cached but not yet counted in a commit's tokens and cost.
         self.offline_failures: dict[str, str] = {}
@@ -79,8 +79,7 @@ class RequestDispatcher:
         if future is not None:
             self.stats.joined_in_flight += 1
             return future
-        loop = self._loop or self._bind_loop()
-        future = loop.create_future()
+        future = asyncio.get_running_loop().create_future()
         recent = self.cache_writer.unwritten(key)
         cached = self.cache.get(key) if recent is None else recent.to_cache()
         if cached is not None:
@@ -107,10 +106,6 @@ class RequestDispatcher:
             lane = self._lanes[id(serving)] = SendLane(serving, self.stats, self._answered, self._failed)
         lane.put(SendJob(request, future))
         return future
-
-    def _bind_loop(self) -> asyncio.AbstractEventLoop:
-        self._loop = asyncio.get_running_loop()
-        return self._loop
 
     def _answered(self, job: SendJob, response: GenericResponse) -> None:
         """A lane's response: queued for the cache in this loop turn, then handed to its batch."""

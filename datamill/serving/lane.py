@@ -22,11 +22,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from datamill.errors import ServingError
 from datamill.serving.base import LLMServingABC
 from datamill.serving.types import GenericRequest, GenericResponse
+
+if TYPE_CHECKING:
+    from datamill.serving.dispatch import DispatchStats
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class SendLane:
     def __init__(
         self,
         serving: LLMServingABC,
-        stats: Any,
+        stats: DispatchStats,
         on_response: Callable[[SendJob, GenericResponse], None],
         on_failed: Callable[[SendJob], None],
     ) -> None:
@@ -102,8 +105,10 @@ class SendLane:
                 await waiter
                 continue
             job = jobs.popleft()
-            if not job.future.done():
-                await self._attempt(job, worker)
+            if job.future.done():  # settled elsewhere (cancelled): nothing to send
+                self.on_failed(job)
+                continue
+            await self._attempt(job, worker)
 
     async def _attempt(self, job: SendJob, worker: asyncio.Task[None]) -> None:
         """One attempt at ``job``: answered, failed for good, or scheduled again."""

@@ -33,6 +33,8 @@ COUNTERS = (
     "batch_duplicates",
     "prompt_tokens",
     "completion_tokens",
+    "in_flight",
+    "peak_in_flight",
 )
 
 
@@ -60,10 +62,19 @@ class Accounting:
         self.batch_duplicates = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.in_flight = 0  # online calls being served right now
+        self.peak_in_flight = 0  # the most served at once: a client's real concurrency
         self._seen: set[str] = set()
         self._answered_hashes: set[str] = set()
         self._answered_by_key: dict[str, int] = {}
         self._duplicate_keys: dict[str, None] = {}
+
+    def call_started(self) -> None:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def call_ended(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)  # a reset meanwhile zeroed it
 
     def record_seen(self, h: str) -> None:
         """A parsed online call with hash ``h`` arrived (counts toward ``distinct_requests``)."""

@@ -56,6 +56,15 @@ def check_api_key(request: web.Request, state: SimulatorState, wire: Wire) -> we
 
 async def handle_model_call(request: web.Request, wire: Wire, answer: Answerer) -> web.StreamResponse:
     """Serve one online model call with every knob applied (see the module docstring)."""
+    accounting = request.app[STATE_KEY].accounting
+    accounting.call_started()
+    try:
+        return await _serve_model_call(request, wire, answer)
+    finally:
+        accounting.call_ended()
+
+
+async def _serve_model_call(request: web.Request, wire: Wire, answer: Answerer) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     config = state.config
     accounting = state.accounting

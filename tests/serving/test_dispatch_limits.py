@@ -50,3 +50,31 @@ def test_token_estimates_fall_back_to_the_heuristic_offline() -> None:
     assert unknown == 3 + (4 + heuristic_tokens("Be brief.")) + (4 + 100)
     known = estimate_prompt_tokens(messages, "gpt-4o")  # tiktoken if its file is cached, else the same
     assert 10 < known <= unknown + 50
+
+
+def test_a_serving_never_has_more_than_max_workers_requests_on_the_wire(sim, tmp_path: Path) -> None:
+    """The send lane runs at most ``max_workers`` workers, and keeps all of them busy."""
+    sim.configure(latency_mean=0.02)
+    serving = APILLMServing_request(sim.openai_base, "gpt-4o-mini", max_workers=4, retry=FAST_RETRY)
+    StateDB(tmp_path / "s.db").close()
+    cache = RequestCache(tmp_path / "s.db")
+
+    async def run() -> list[str]:
+        await serving.start()
+        dispatcher = RequestDispatcher(cache)
+        try:
+            futures = [
+                dispatcher.submit(serving, serving.build_request([{"role": "user", "content": f"q {i}"}]))
+                for i in range(40)
+            ]
+            return [response.text for response in await asyncio.gather(*futures)]
+        finally:
+            await dispatcher.close()
+            await serving.close()
+
+    texts = asyncio.run(run())
+    cache.close()
+    assert len(set(texts)) == 40
+    stats = sim.stats()
+    assert stats["peak_in_flight"] == 4, stats
+    assert stats["answered"] == 40 and stats["in_flight"] == 0

@@ -26,19 +26,22 @@ class KeyFilter:
         self._bits = bytearray(bits // 8)
 
     def add(self, key: str) -> None:
-        positions = self._positions(key)
-        if positions is None:
+        pair = _hash_pair(key)
+        if pair is None:
             return
-        bits = self._bits
-        for position in positions:
+        first, second = pair
+        bits, mask = self._bits, self._mask
+        for _ in range(HASHES):
+            position = first & mask
             bits[position >> 3] |= 1 << (position & 7)
+            first += second
 
     def might_contain(self, key: str) -> bool:
-        # On the event loop for every request: unrolled, and stopping at the first clear bit.
-        try:
-            first, second = int(key[:16], 16), int(key[16:32], 16) | 1
-        except ValueError:
+        # On the event loop for every request: stops at the first clear bit.
+        pair = _hash_pair(key)
+        if pair is None:
             return True
+        first, second = pair
         bits, mask = self._bits, self._mask
         for _ in range(HASHES):
             position = first & mask
@@ -47,10 +50,10 @@ class KeyFilter:
             first += second
         return True
 
-    def _positions(self, key: str) -> list[int] | None:
-        try:
-            first, second = int(key[:16], 16), int(key[16:32], 16) | 1
-        except ValueError:
-            return None
-        mask = self._mask
-        return [(first + index * second) & mask for index in range(HASHES)]
+
+def _hash_pair(key: str) -> tuple[int, int] | None:
+    """The double-hashing pair read from a hex key's first 128 bits; None for any other key."""
+    try:
+        return int(key[:16], 16), int(key[16:32], 16) | 1
+    except ValueError:
+        return None

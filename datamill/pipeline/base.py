@@ -214,7 +214,7 @@ def _run(
         # to its last surviving commit). Step files themselves are fsynced before each commit.
         state = StateDB(storage.state_path, synchronous="NORMAL")
         cache = RequestCache(storage.state_path)
-        state.write_lock = threading.Lock()  # batch commits (their thread) and cache writes (the loop)
+        state.write_lock = threading.Lock()  # batch commits and cache writes: one thread each
         cache.share_write_lock(state.write_lock)
         run_id = state.start_run(os.getpid())
         summary = RunSummary(steps=[StepSummary(step.index, step.name, _model_of(step)) for step in plan])

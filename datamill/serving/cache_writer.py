@@ -9,8 +9,9 @@ thread in groups: one write at a time, of up to ``WRITE_GROUP_ROWS`` responses o
 arrived within ``WRITE_DELAY_SECONDS``. Until its write lands, a response stays in
 memory and answers an identical request from there.
 
-A failed write (a full disk) keeps its responses in memory; ``error`` holds the exception,
-which the dispatcher raises from its next ``submit`` and from ``close``.
+A failed write (a full disk) stops the SQLite writes; ``error`` holds the exception, which the
+dispatcher raises from its next ``submit`` and from ``close``. Responses keep being journaled
+while the run stops, and the journal is kept for the next run to replay.
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ import orjson
 from datamill.core import faults
 from datamill.core.request_cache import RequestCache
 from datamill.serving.types import GenericResponse
-
-#: A response queued for the request cache: key, response JSON, journal file it is in.
-Entry = tuple[str, str, int]
 
 #: A write starts once this many responses are queued, or ``WRITE_DELAY_SECONDS`` after the
 #: first of them: the journal already holds them, so waiting costs no safety, and a large
@@ -42,7 +40,8 @@ class CacheWriter:
         self.error: BaseException | None = None
         self._journal = cache.open_journal()
         self._this_turn: list[tuple[str, str]] = []
-        self._queued: list[Entry] = []
+        self._queued: list[tuple[str, str]] = []
+        self._queued_per_journal = [0, 0]  # how many of ``_queued`` each journal file holds
         self._unwritten: dict[str, GenericResponse] = {}
         self._writing: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -62,15 +61,16 @@ class CacheWriter:
     def _end_turn(self) -> None:
         """Journal this turn's responses in one write, then hand them to the writer thread."""
         entries, self._this_turn = self._this_turn, []
-        if not entries or self.error is not None:
-            return  # the run is stopping; these stay answerable from memory
+        if not entries:
+            return
         try:
             journal = self._journal.append(entries)
         except OSError as exc:  # e.g. a full disk: the run must stop and say so
-            self.error = exc
+            self.error = self.error or exc
             return
         faults.crash_if("after_journal_append")
-        self._queued.extend((key, response, journal) for key, response in entries)
+        self._queued.extend(entries)
+        self._queued_per_journal[journal] += len(entries)
         self._start_when_due()
 
     def _start_when_due(self) -> None:
@@ -89,21 +89,20 @@ class CacheWriter:
         if self._writing is not None or not self._queued or self.error is not None:
             return
         group, self._queued = self._queued, []
-        items = [(key, response) for key, response, _ in group]
-        self._writing = asyncio.get_running_loop().run_in_executor(self._thread, self.cache.put_many, items)
-        self._writing.add_done_callback(lambda job: self._written(job, group))
+        per_journal, self._queued_per_journal = self._queued_per_journal, [0, 0]
+        self._writing = asyncio.get_running_loop().run_in_executor(self._thread, self.cache.put_many, group)
+        self._writing.add_done_callback(lambda job: self._written(job, group, per_journal))
 
-    def _written(self, job: asyncio.Future[None], group: list[Entry]) -> None:
+    def _written(
+        self, job: asyncio.Future[None], group: list[tuple[str, str]], per_journal: list[int]
+    ) -> None:
         self._writing = None
         error = job.exception() if not job.cancelled() else asyncio.CancelledError()
         if error is not None:  # e.g. a full disk: the run must stop and say so
-            self._queued = group + self._queued
-            self.error = error
-            return
-        per_journal = [0, 0]
-        for key, _, journal in group:
+            self.error = self.error or error
+            return  # the group stays in the journal (and in memory) for the next run
+        for key, _ in group:
             self._unwritten.pop(key, None)
-            per_journal[journal] += 1
         for journal, count in enumerate(per_journal):
             if count:
                 self._journal.stored(journal, count)
@@ -121,6 +120,6 @@ class CacheWriter:
                 await asyncio.wait([self._writing])  # type: ignore[list-item]
         finally:
             self._thread.shutdown(wait=True)
-            self._journal.close(everything_stored=self.error is None and not self._queued)
+            self._journal.close(everything_stored=self.error is None)
         if self.error is not None:
             raise self.error

@@ -200,18 +200,18 @@ class SendLane:
         stats.failed += 1
         kind = f"HTTP {error.status}" if error.status else type(error).__name__
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
-        if not job.future.done():
-            job.future.set_exception(error)
-            job.future.exception()  # its batch reads it; if the run stopped first, nobody will
-        self.on_failed(job)
+        self._settle(job, error)
 
     def _abort(self, job: SendJob, exc: BaseException) -> None:
         """``job`` stopped by ``exc``: a cancellation becomes a provider-style failure, a bug
         reaches the batch as itself."""
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        self._settle(job, ServingError(f"request aborted: {exc!r}") if cancelled else exc)
+
+    def _settle(self, job: SendJob, error: BaseException) -> None:
         if not job.future.done():
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            job.future.set_exception(ServingError(f"request aborted: {exc!r}") if cancelled else exc)
-            job.future.exception()  # its batch may have been abandoned: nobody is left to read it
+            job.future.set_exception(error)
+            job.future.exception()  # its batch reads it; if the run stopped first, nobody will
         self.on_failed(job)
 
     async def stop(self, drain_seconds: float) -> None:

@@ -48,7 +48,7 @@ def jobs_command(
     from datamill.ui.tables import records_table
 
     found = locate_cache(cache, prefix)
-    store = OfflineStore(found.state_path)
+    store = OfflineStore.open_readonly(found.state_path)
     try:
         chunks = store.chunks()
     finally:

@@ -1,12 +1,13 @@
 """Fault injection for crash tests: ``DATAMILL_FAULT=point:n`` kills the process with SIGKILL
 the n-th time execution reaches ``point`` (1-based).
 
-Points: ``after_append`` (step file appended and fsynced, commit not recorded),
-``mid_append`` (half a batch written: a torn line), ``in_commit`` (inside the SQLite
-transaction, before COMMIT), ``after_commit``, ``after_journal_append`` (a loop turn's
-responses journaled, not yet in the request cache), ``raise_in_cache_put`` (a request-cache
-write raises, see ``raise_if``), ``after_cache_put`` (a response cached, its batch not
-committed). Offline batches (``datamill.serving.offline``): ``offline_after_intent``
+Points of the ledger (``datamill.core.ledger``): ``after_journal_append`` (a loop turn's
+responses journaled, not yet in the request cache), ``after_append`` (a group's step-file
+appends fsynced, its transaction not begun), ``mid_append`` (half a batch written: a torn
+line), ``mid_group`` (inside a group's transaction: responses and spend inserted, commits not
+yet), ``in_commit`` (inside it, before COMMIT), ``after_commit``, ``after_cache_put`` (a group
+with responses committed), ``in_recovery`` (inside the transaction that replays the journal),
+``raise_in_cache_put`` (a group's write raises, as on a full disk; see ``raise_if``). Offline batches (``datamill.serving.offline``): ``offline_after_intent``
 (a chunk's intent recorded, nothing sent), ``offline_after_upload`` (its file uploaded, the
 file id not recorded), ``offline_after_create`` (its job created, the job id not recorded).
 Unset, the check is one comparison.

@@ -5,7 +5,8 @@ for the event loop at thousands of responses a second; so the cache is written b
 in groups, some milliseconds later. The journal closes that gap: each loop turn appends its
 responses to a plain file with one ``write`` (a few microseconds), and from then on a
 ``kill -9`` cannot lose them. The next run under the cache lock replays the journal into the
-request cache (``replay``), so those responses are never requested again.
+request cache (``read_journal``, called by the ledger's recovery), so those responses are never
+requested again, and their spend is recorded once.
 
 Durability is the state database's (WAL with ``synchronous=NORMAL``): the journal is written,
 not fsynced, so it survives a killed process but not a power loss.
@@ -13,17 +14,18 @@ not fsynced, so it survives a killed process but not a power loss.
 Two files take turns, so the journal stays small on a run of any length: appends go to the
 active file; once it passes ``ROTATE_BYTES`` and every response in the other file has reached
 the request cache, that file is emptied and becomes the active one. Each line is
-``[key, response JSON]``; a torn last line (a kill mid-write) is skipped on replay.
+``key [response, spend]``; a torn last line (a kill mid-write) is skipped on replay.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+
+from datamill.core.spend import PaidResponse
 
 log = logging.getLogger(__name__)
 
@@ -39,51 +41,52 @@ def journal_paths(state_path: Path) -> tuple[Path, Path]:
     )
 
 
-def replay(state_path: Path, store: Callable[[list[tuple[str, str]]], None]) -> int:
-    """Store every journaled response with ``store`` and empty the journal; the count stored.
+def read_journal(state_path: Path) -> list[tuple[str, str, PaidResponse | None]]:
+    """Every journaled response (key, response JSON, its spend) and empty the journal files.
 
-    Call it only under the cache lock, before a run writes the journal. A crash after
-    ``store`` and before the files are emptied replays them again, which is harmless: the
-    same key gets the same response.
+    Only the ledger calls it, under the cache lock, in the transaction-to-be's order: it reads,
+    the ledger stores, and the files are emptied when the ledger opens the journal again. A
+    crash after storing and before emptying replays them again, which is harmless: the same key
+    gets the same response, and the spend table is only written in the same transaction as the
+    response the first time (a replayed key already in the cache is skipped).
     """
-    entries: list[tuple[str, str]] = []
-    paths = journal_paths(state_path)
-    for path in paths:
+    entries: list[tuple[str, str, PaidResponse | None]] = []
+    for path in journal_paths(state_path):
         if not path.exists():
             continue
         lines = path.read_bytes().split(b"\n")
         for number, line in enumerate(lines, start=1):
             if not line:
                 continue
-            key, _, response = line.partition(b" ")
+            key, _, payload = line.partition(b" ")
             try:
-                orjson.loads(response)
+                entry = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 if number == len(lines):
                     continue  # the torn tail of a write cut short by a kill
                 log.warning("%s line %d is not a journal entry; skipped", path, number)
                 continue
-            entries.append((key.decode(), response.decode()))
-    if entries:
-        store(entries)
-        log.info("recovered %d response(s) from the response journal", len(entries))
-    for path in paths:
-        if path.exists():
-            path.unlink()
-    return len(entries)
+            if isinstance(entry, dict):  # written before spend was journaled
+                entries.append((key.decode(), payload.decode(), None))
+            else:
+                response, paid = entry
+                paid_response = PaidResponse.from_json(paid) if paid is not None else None
+                entries.append((key.decode(), orjson.dumps(response).decode(), paid_response))
+    return entries
 
 
 class ResponseJournal:
     """The run's writer of the journal (one process, under the cache lock, on the event loop).
 
-    Open it only after ``replay``: ``close`` empties files whose responses are all stored.
+    Open it only after ``read_journal``'s entries are stored: opening empties the files.
     """
 
     def __init__(self, state_path: Path, *, rotate_bytes: int = ROTATE_BYTES) -> None:
         self.rotate_bytes = rotate_bytes
-        self._fds = [
-            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) for path in journal_paths(state_path)
-        ]
+        self._paths = journal_paths(state_path)
+        self._fds = [os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) for path in self._paths]
+        for fd in self._fds:  # the ledger has stored what they held (``read_journal``)
+            os.ftruncate(fd, 0)
         self._sizes = [os.fstat(fd).st_size for fd in self._fds]
         self._unstored = [0, 0]  # journaled responses not yet in the request cache, per file
         self._active = 0
@@ -93,9 +96,19 @@ class ResponseJournal:
         """The index of the file appends go to."""
         return self._active
 
-    def append(self, entries: list[tuple[str, str]]) -> int:
-        """Append ``entries`` (key, response JSON) in one write; the file's index, for ``stored``."""
-        data = "".join([f"{key} {response}\n" for key, response in entries]).encode()
+    @property
+    def active_path(self) -> Path:
+        return self._paths[self._active]
+
+    def append(self, entries: list[tuple[str, str, PaidResponse | None]]) -> int:
+        """Append ``entries`` (key, response JSON, spend) in one write; the file's index, for
+        ``stored``. Each line is ``key [response, spend]``."""
+        data = "".join(
+            [
+                f"{key} [{response},{'null' if paid is None else orjson.dumps(paid.to_json()).decode()}]\n"
+                for key, response, paid in entries
+            ]
+        ).encode()
         active = self._active
         fd = self._fds[active]
         written = 0

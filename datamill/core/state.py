@@ -1,12 +1,14 @@
 """The state database: one SQLite file in WAL mode beside the step files.
 
-It holds what resume depends on — step fingerprints, batch commits, failed rows — and the
-request cache. Each role opens its own connection (the commit thread with
-``synchronous=FULL``, the request cache with ``NORMAL``, which survives a killed process and
-only risks the last cached responses on power loss); SQLite serialises the writers.
+It holds what resume depends on — step fingerprints, batch commits, failed rows, the request
+cache and the spend. This module is its schema and its queries; during a run every write goes
+through the ledger (``datamill.core.ledger``), which owns the one writer connection, and
+readers (``status``, ``export``, the web page) open it read-only (``open_readonly``).
 
-A batch commit is one transaction; a step's position is the last commit's row, so resume
-costs one indexed lookup however long the run was.
+WAL with ``synchronous=NORMAL``: a killed process loses no commit; a power loss may roll back
+the last few (the database stays consistent, and resume truncates each step file to its last
+surviving commit). Step files themselves are fsynced before each commit. A step's position
+is its last commit's row, so resume costs one indexed lookup however long the run was.
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datamill.core import faults
+import orjson
+
+from datamill.core.spend import SPEND_TABLE, Spend, read_spend
 from datamill.errors import StateError
 
 #: 2: the request cache is a rowid table with a unique key index (was WITHOUT ROWID: every
 #: insert rewrote a random page of full rows; now only the small index is random).
-SCHEMA_VERSION = 2
+#: 3: spend is recorded per paid response in ``spend`` (``datamill.core.spend``); the
+#: commits' token and cost columns are no longer written.
+SCHEMA_VERSION = 3
 
 #: SQLite page cache per connection, in KiB. Every access is by key, and the OS page cache
 #: serves a miss in microseconds; a small cap keeps a run's memory flat however large the
@@ -43,6 +49,38 @@ CREATE TABLE IF NOT EXISTS request_cache (
     response TEXT NOT NULL,
     created_at REAL NOT NULL
 )"""
+
+#: The Batch API path's records (``datamill.serving.offline.store`` reads and writes them).
+_OFFLINE_TABLES = """
+CREATE TABLE IF NOT EXISTS offline_batch_jobs (
+    chunk_id TEXT PRIMARY KEY,
+    step INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    model TEXT NOT NULL,
+    n_requests INTEGER NOT NULL,
+    n_bytes INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    file_id TEXT,
+    job_id TEXT,
+    status TEXT,
+    completed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    errors TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS offline_batch_jobs_step ON offline_batch_jobs(step, state);
+CREATE TABLE IF NOT EXISTS offline_requests (
+    key TEXT PRIMARY KEY,
+    step INTEGER NOT NULL,
+    chunk_id TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS offline_requests_chunk ON offline_requests(chunk_id, state);
+"""
 
 _SCHEMA = (
     _REQUEST_CACHE_TABLE
@@ -93,6 +131,9 @@ CREATE TABLE IF NOT EXISTS runs (
     summary TEXT
 );
 """
+    + SPEND_TABLE
+    + ";"
+    + _OFFLINE_TABLES
 )
 
 
@@ -130,9 +171,6 @@ class BatchCommit:
     out_rows: int
     failures: list[tuple[int, str]]
     drops: dict[str, int]
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
 
     @property
     def rows_dropped(self) -> int:
@@ -144,7 +182,6 @@ class StateDB:
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
-        self.write_lock: AbstractContextManager[Any] = nullcontext()
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -199,6 +236,13 @@ class StateDB:
             return
         with self.transaction() as conn:
             version = int(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+            if version < 3:  # spend so far: what the commits counted, as one row per step
+                conn.execute(
+                    "INSERT INTO spend(run, step, batch_api, model, requests, prompt_tokens, completion_tokens, "
+                    "cost_usd, unpriced, recorded_at) SELECT NULL, step, 0, '', 0, SUM(prompt_tokens), "
+                    "SUM(completion_tokens), SUM(cost_usd), 0, MAX(committed_at) FROM commits GROUP BY step "
+                    "HAVING SUM(prompt_tokens) + SUM(completion_tokens) > 0"
+                )
             if version < 2:  # another connection may have upgraded meanwhile
                 conn.execute("ALTER TABLE request_cache RENAME TO request_cache_v1")
                 conn.execute(_REQUEST_CACHE_TABLE)
@@ -214,20 +258,14 @@ class StateDB:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; under ``write_lock`` when writers of one process share it.
-
-        SQLite makes a second writer wait in a busy handler that sleeps in steps of a
-        millisecond or more; a shared lock makes it wait only as long as the other's
-        transaction really takes, which matters on the event loop.
-        """
-        with self.write_lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        """A write transaction (during a run, only the ledger's writer opens one)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     # --- steps -------------------------------------------------------------------------
 
@@ -267,55 +305,6 @@ class StateDB:
             return StepPosition()
         out_rows = self.conn.execute("SELECT COALESCE(SUM(out_rows), 0) FROM commits WHERE step=?", (step,))
         return StepPosition(row[0], row[1], row[2], row[3], int(out_rows.fetchone()[0]))
-
-    def commit_batches(self, commits: list[tuple[int, BatchCommit]], *, done_steps: list[int]) -> None:
-        """Record several batches (``(seq, commit)`` pairs) in one transaction: a group commit.
-
-        Each batch's record is complete on its own, so committing several together keeps each
-        atomic while paying one fsync for all of them.
-        """
-        now = time.time()
-        records = [
-            (
-                commit.step,
-                seq,
-                commit.in_row_end,
-                commit.in_position,
-                commit.out_position,
-                commit.out_rows,
-                len(commit.failures),
-                commit.rows_dropped,
-                commit.prompt_tokens,
-                commit.completion_tokens,
-                commit.cost_usd,
-                now,
-            )
-            for seq, commit in commits
-        ]
-        with self.transaction() as conn:
-            # One statement for the whole group: a thread beside the busy event loop waits for
-            # the GIL after every SQLite call, so one call per batch would make a group of
-            # small batches wait once per batch.
-            conn.execute(_INSERT_COMMITS_FROM_JSON, (json.dumps(records),))
-            failures = [(c.step, row, error, now) for _, c in commits for row, error in c.failures]
-            if failures:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO failures(step, input_row, error, failed_at) VALUES (?, ?, ?, ?)",
-                    failures,
-                )
-            drops: dict[tuple[int, str], int] = {}
-            for _, commit in commits:
-                for reason, count in commit.drops.items():
-                    drops[commit.step, reason] = drops.get((commit.step, reason), 0) + count
-            for (step, reason), count in drops.items():
-                conn.execute(
-                    "INSERT INTO drops(step, reason, rows) VALUES (?, ?, ?) "
-                    "ON CONFLICT(step, reason) DO UPDATE SET rows = rows + excluded.rows",
-                    (step, reason, count),
-                )
-            for step in done_steps:
-                conn.execute("UPDATE steps SET status='done', updated_at=? WHERE step=?", (now, step))
-            faults.crash_if("in_commit")
 
     def rewind_steps(self, rewinds: dict[int, int]) -> None:
         """Forget every commit of each step past its kept sequence number, in one transaction.
@@ -358,23 +347,48 @@ class StateDB:
         return seq
 
     def step_totals(self, step: int) -> dict[str, Any]:
+        """The step's committed rows, and its spend across every run (``datamill.core.spend``)."""
         row = self.conn.execute(
             "SELECT COUNT(*), COALESCE(MAX(in_row_end), 0), COALESCE(SUM(out_rows), 0), "
-            "COALESCE(SUM(rows_dropped), 0), COALESCE(SUM(prompt_tokens), 0), "
-            "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM commits WHERE step=?",
+            "COALESCE(SUM(rows_dropped), 0) FROM commits WHERE step=?",
             (step,),
         ).fetchone()
-        failed = self.failure_count(step)
+        spend = self.spend(step=step)
         return {
             "batches": row[0],
             "rows_in": row[1],
             "rows_out": row[2],
             "rows_dropped": row[3],
-            "rows_failed": failed,
-            "prompt_tokens": row[4],
-            "completion_tokens": row[5],
-            "cost_usd": row[6],
+            "rows_failed": self.failure_count(step),
+            "spend": spend,
+            "prompt_tokens": spend.prompt_tokens,
+            "completion_tokens": spend.completion_tokens,
+            "cost_usd": spend.cost_usd,
         }
+
+    def spend(self, *, step: int | None = None, run: int | None = None) -> Spend:
+        """What the provider billed for ``step`` (None: all) in ``run`` (None: every run)."""
+        return read_spend(self.conn, step=step, run=run)
+
+    # --- the request cache (reads; the ledger writes) -------------------------------------
+
+    def cached_response(self, key: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT response FROM request_cache WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def cached_keys(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are cached: one query per 500 keys."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            found.update(
+                r[0] for r in self.conn.execute(f"SELECT key FROM request_cache WHERE key IN ({marks})", part)
+            )
+        return found
+
+    def cached_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0])
 
     def failure_count(self, step: int) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM failures WHERE step=?", (step,)).fetchone()[0])
@@ -408,4 +422,68 @@ class StateDB:
         self.conn.execute(
             "UPDATE runs SET finished_at=?, status=?, summary=? WHERE id=?",
             (time.time(), status, json.dumps(summary, default=str), run_id),
+        )
+
+
+#: One statement stores a group of responses: ``?2`` is a JSON array of ``[key, response text]``.
+_PUT_FROM_JSON = (
+    "INSERT OR REPLACE INTO request_cache(key, response, created_at) "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?1 FROM json_each(?2)"
+)
+
+
+def store_responses(conn: sqlite3.Connection, items: list[tuple[str, str]]) -> None:
+    """Store ``(key, response JSON)`` pairs in the request cache, inside the caller's transaction.
+
+    The pairs travel as one JSON array bound to one ``INSERT ... SELECT FROM json_each``: a
+    single SQLite call, during which the writer thread holds no GIL. A thread beside a busy
+    event loop waits for the GIL each time it wants it back (up to the interpreter's 5 ms
+    switch interval), so one call per group instead of one per row keeps its writes prompt.
+    """
+    if items:
+        payload = orjson.dumps([[key, text] for key, text in items]).decode()
+        conn.execute(_PUT_FROM_JSON, (time.time(), payload))
+
+
+def insert_commits(conn: sqlite3.Connection, commits: list[tuple[int, BatchCommit]]) -> None:
+    """Record several batches (``(seq, commit)`` pairs) inside the caller's transaction.
+
+    Each batch's record is complete on its own, so committing several together keeps each
+    atomic while paying one fsync for all of them. One statement for all the records, for the
+    same reason as ``store_responses``.
+    """
+    now = time.time()
+    records = [
+        (
+            commit.step,
+            seq,
+            commit.in_row_end,
+            commit.in_position,
+            commit.out_position,
+            commit.out_rows,
+            len(commit.failures),
+            commit.rows_dropped,
+            0,
+            0,
+            0.0,
+            now,
+        )
+        for seq, commit in commits
+    ]
+    conn.execute(_INSERT_COMMITS_FROM_JSON, (json.dumps(records),))
+    failures = [(c.step, row, error, now) for _, c in commits for row, error in c.failures]
+    if failures:
+        conn.executemany(
+            "INSERT OR REPLACE INTO failures(step, input_row, error, failed_at) VALUES (?, ?, ?, ?)",
+            failures,
+        )
+    drops: dict[tuple[int, str], int] = {}
+    for _, commit in commits:
+        for reason, count in commit.drops.items():
+            drops[commit.step, reason] = drops.get((commit.step, reason), 0) + count
+    for (step, reason), count in drops.items():
+        conn.execute(
+            "INSERT INTO drops(step, reason, rows) VALUES (?, ?, ?) "
+            "ON CONFLICT(step, reason) DO UPDATE SET rows = rows + excluded.rows",
+            (step, reason, count),
         )

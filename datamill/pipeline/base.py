@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from datamill.core.ledger import Ledger
 from datamill.core.lock import CacheLock
-from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row
-from datamill.core.state import StateDB
 from datamill.errors import BudgetExceededError, ConfigError, RowsFailedError
 from datamill.pipeline.budget import Budget, check_budget_config
 from datamill.pipeline.estimate import PipelineEstimate, estimate_plan
@@ -209,44 +208,36 @@ def _run(
     storage.cache_path.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with CacheLock(storage.lock_path):
-        # WAL with synchronous=NORMAL: a killed process loses no commit; a power loss may roll
-        # back the last few (the database stays consistent, and resume truncates each step file
-        # to its last surviving commit). Step files themselves are fsynced before each commit.
-        state = StateDB(storage.state_path, synchronous="NORMAL")
-        cache = RequestCache(storage.state_path)
-        state.write_lock = threading.Lock()  # batch commits and cache writes: one thread each
-        cache.share_write_lock(state.write_lock)
-        run_id = state.start_run(os.getpid())
+        ledger = Ledger(storage.state_path)
+        run_id = ledger.db.start_run(os.getpid())
         summary = RunSummary(steps=[StepSummary(step.index, step.name, _model_of(step)) for step in plan])
         summary.output_path = str(plan[-1].output_path)
         try:
+            ledger.recover(run_id)
             compute_fingerprints(plan, storage)
-            decision = reconcile(state, plan, resume_from_last=resume_from_last, resume_step=resume_step)
+            decision = reconcile(ledger.db, plan, resume_from_last=resume_from_last, resume_step=resume_step)
             for index, reasons in sorted(decision.reasons.items()):
                 summary.steps[index].changes = reasons
                 log.info("step %d (%s) will be recomputed: %s", index, plan[index].name, "; ".join(reasons))
-            pending = [s for s in plan if (state.load_step(s.index) or {}).get("status") != "done"]
+            for step in plan:
+                summary.steps[step.index].spend_before_run = ledger.db.spend(step=step.index)
+            pending = [s for s in plan if (ledger.db.load_step(s.index) or {}).get("status") != "done"]
             if not pending:
                 summary.already_complete = True
                 log.info("pipeline is already complete: nothing to send; output in %s", summary.output_path)
             else:
                 runner = PipelineRunner(
                     plan,
-                    state,
-                    cache,
+                    ledger,
                     summary,
                     batch_size=batch_size,
                     progress=progress,
-                    budget=make_budget(max_cost_usd, plan, state),
+                    budget=make_budget(max_cost_usd, plan, ledger),
                 )
                 _run_coroutine(runner.run)
-            for step in plan:
-                _fill_totals(state, step, summary.steps[step.index])
             summary.status = "failed_rows" if summary.rows_failed else "complete"
         except BudgetExceededError as exc:
             summary.status = "budget_exceeded"
-            for step in plan:
-                _fill_totals(state, step, summary.steps[step.index])
             exc.summary = summary
             raise
         except BaseException as exc:
@@ -255,24 +246,25 @@ def _run(
         finally:
             summary.seconds = time.monotonic() - started
             try:
-                state.finish_run(run_id, summary.status, summary.to_dict())
+                ledger.join_writer()
+                for step in plan:
+                    _fill_totals(ledger, step, summary.steps[step.index])
+                ledger.db.finish_run(run_id, summary.status, summary.to_dict())
             finally:
-                cache.close()
-                state.close()
+                ledger.close()
         progress.run_finished(summary)
         return summary
 
 
-def make_budget(max_cost_usd: float | None, plan: list[StepPlan], state: StateDB) -> Budget | None:
-    """The run's ``Budget``: what the cache already records as spent, and the cap."""
+def make_budget(max_cost_usd: float | None, plan: list[StepPlan], ledger: Ledger) -> Budget | None:
+    """The run's ``Budget``: the cap, and what the cache already records as spent."""
     if max_cost_usd is None:
         return None
     servings = {
         id(s): s for s in (getattr(step.operator, "llm_serving", None) for step in plan) if s is not None
     }
     check_budget_config(max_cost_usd, list(servings.values()))
-    spent = sum(state.step_totals(step.index)["cost_usd"] for step in plan)
-    return Budget(max_cost_usd, spent_before=spent)
+    return Budget(max_cost_usd, spent_before=ledger.db.spend())
 
 
 def _model_of(step: StepPlan) -> str:
@@ -281,9 +273,13 @@ def _model_of(step: StepPlan) -> str:
     return str(getattr(serving, "model_name", "") or "")
 
 
-def _fill_totals(state: StateDB, step: StepPlan, summary: StepSummary) -> None:
+def _fill_totals(ledger: Ledger, step: StepPlan, summary: StepSummary) -> None:
+    """The step's final figures: this run's spend (the ledger's tally, responses drained after
+    the last commit included) and the committed totals."""
+    state = ledger.db
     stored = state.load_step(step.index) or {}
     summary.status = stored.get("status", summary.status)
+    summary.take_run_spend(ledger.run_spend.get(step.index))
     summary.load_totals(state.step_totals(step.index), state.failures(step.index, limit=FAILURE_SAMPLES))
 
 

@@ -1,21 +1,28 @@
-"""``max_cost_usd``: stop a run once the pipeline's recorded spend reaches its budget.
+"""``max_cost_usd``: a cap on what the cache has spent, across every run.
 
-The budget caps the total cost recorded in the cache directory — every committed batch of
-every run so far, plus the fresh responses of this run as they arrive — so rerunning with the
-same budget stops at once and rerunning with a higher one continues where the run stopped.
-When it is reached the runner launches no new batch, commits the batches in flight (their
-requests are already paid or on the wire), and raises ``BudgetExceededError``; nothing is
-lost or paid twice, because every response is in the request cache.
+The budget caps the cache's cumulative spend (``datamill.core.spend``): everything recorded by
+earlier runs plus this run's paid responses as they arrive. It is asked before every send
+(``gate``): when the spend so far, plus what the requests already on the wire will probably
+cost, plus the next request would pass the cap, nothing more is sent, the batches already
+answered are committed, and the run raises ``BudgetExceededError`` (exit code 76 from the
+CLI). Rerunning with the same cap stops at once; with a higher one, the run continues where it
+stopped, paying nothing twice (every response is in the request cache).
+
+A request's probable cost is the average cost of the cache's paid requests so far; until one
+is known, requests are sent while the spend is under the cap, so the cap can be passed by at
+most the requests on the wire, which no client can call back.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from datamill.core.ledger import Ledger
+from datamill.core.spend import Spend
 from datamill.errors import BudgetExceededError, ConfigError
 from datamill.serving.base import LLMServingABC
-from datamill.serving.dispatch import DispatchStats
 
 log = logging.getLogger(__name__)
 
@@ -24,31 +31,51 @@ COST_EPSILON_USD = 1e-9  # sums of float costs differ in the last bits; a nano-d
 
 @dataclass
 class Budget:
-    """``max_cost_usd`` and what was spent before this run started (from the state database)."""
+    """``max_cost_usd`` and the spend recorded before this run started."""
 
     max_cost_usd: float
-    spent_before: float = 0.0
+    spent_before: Spend
     reached: bool = False
 
-    def spent(self, stats: DispatchStats) -> float:
-        return self.spent_before + stats.cost_usd
+    def spent(self, ledger: Ledger) -> Spend:
+        """Everything recorded: earlier runs and this run's paid responses so far."""
+        total = self.spent_before
+        for spend in ledger.run_spend.values():
+            total = total.merge(spend)
+        return total
 
-    def check(self, stats: DispatchStats) -> bool:
-        """Whether the budget is reached now (remembered, so the run can say so at the end)."""
-        if not self.reached and self.spent(stats) + COST_EPSILON_USD >= self.max_cost_usd:
-            self.reached = True
-            log.warning(
-                "budget of $%.4f reached ($%.4f recorded): committing the batches in flight, then stopping",
-                self.max_cost_usd,
-                self.spent(stats),
-            )
-        return self.reached
+    def gate_for(
+        self, ledger: Ledger, in_flight: Callable[[], int] = lambda: 0
+    ) -> Callable[[], BaseException | None]:
+        """The check the send lanes make before each send: None to send, else the error."""
 
-    def error(self, stats: DispatchStats) -> BudgetExceededError:
+        def gate() -> BaseException | None:
+            if self.reached:
+                return self.error(ledger)
+            spent = self.spent(ledger)
+            cost = spent.priced_cost_usd
+            average = cost / spent.requests if spent.requests else 0.0
+            if cost + average * (in_flight() + 1) + COST_EPSILON_USD >= self.max_cost_usd and (
+                average > 0 or cost + COST_EPSILON_USD >= self.max_cost_usd
+            ):
+                self.reached = True
+                log.warning(
+                    "budget of $%.4f reached ($%.4f recorded): sending nothing more, committing what is answered",
+                    self.max_cost_usd,
+                    cost,
+                )
+                return self.error(ledger)
+            return None
+
+        return gate
+
+    def error(self, ledger: Ledger) -> BudgetExceededError:
+        spent = self.spent(ledger)
         return BudgetExceededError(
-            f"the budget of ${self.max_cost_usd:.4f} is reached (${self.spent(stats):.4f} recorded); the run "
-            "stopped after committing the batches in flight. Rerun with a higher max_cost_usd to continue: "
-            "committed rows and cached responses are kept."
+            f"the budget of ${self.max_cost_usd:.4f} (cumulative over every run of this cache) is reached: "
+            f"${spent.priced_cost_usd:.4f} spent on {spent.requests} paid requests. Batches already answered "
+            "are committed. Raise max_cost_usd (CLI: --max-cost) and rerun to continue: nothing already "
+            "paid is paid again."
         )
 
 

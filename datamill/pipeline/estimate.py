@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row, count_rows, open_reader
 from datamill.core.state import StateDB
 from datamill.operators.base import LLMOperator, MissingInputError
@@ -112,8 +111,7 @@ def estimate_plan(
     completion_tokens: tuple[int, int] | None = None,
 ) -> PipelineEstimate:
     """Estimate ``plan`` against the cache directory's state (read only; no lock taken)."""
-    state = StateDB(state_path) if state_path.exists() else None
-    cache = RequestCache(state_path) if state_path.exists() else None
+    state = StateDB.open_readonly(state_path) if state_path.exists() else None
     try:
         result = PipelineEstimate()
         expected_rows: int | None = None  # rows the previous step is expected to output in all
@@ -126,7 +124,7 @@ def estimate_plan(
             if ready and Path(step.input_path).exists():
                 total_rows = _count(step)
                 if isinstance(step.operator, LLMOperator) and not done:
-                    _estimate_exact(step, estimate, position, cache, completion_tokens)
+                    _estimate_exact(step, estimate, position, state, completion_tokens)
             else:
                 total_rows = expected_rows or 0
                 if isinstance(step.operator, LLMOperator) and not done:
@@ -136,8 +134,6 @@ def estimate_plan(
             ready = done
         return result
     finally:
-        if cache is not None:
-            cache.close()
         if state is not None:
             state.close()
 
@@ -153,7 +149,7 @@ def _estimate_exact(
     step: StepPlan,
     estimate: StepEstimate,
     position: Any,
-    cache: RequestCache | None,
+    cache: StateDB | None,
     completion_tokens: tuple[int, int] | None,
 ) -> None:
     op = step.operator
@@ -163,7 +159,7 @@ def _estimate_exact(
     for row, _ in reader.iter_from(start):
         estimate.rows += 1
         for request in _requests(op, row, step.call):
-            if cache is not None and cache.contains(request.key):
+            if cache is not None and cache.cached_keys([request.key]):
                 estimate.cached_requests += 1
                 continue
             _add_request(estimate, request, completion_tokens)

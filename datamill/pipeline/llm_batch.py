@@ -10,27 +10,16 @@ asked again with a salted request, up to a bound (see ``compute_llm_batch``).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 from datamill.errors import InvalidResponseError, ServingError
 from datamill.operators.base import Failed, LLMOperator, MissingInputError, Outcome, Row
-from datamill.serving.base import LLMServingABC
 from datamill.serving.dispatch import RequestDispatcher
 from datamill.serving.types import GenericRequest, GenericResponse
 
 
-@dataclass
-class LLMBatchResult:
-    outcomes: list[Outcome]
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    fresh_responses: list[GenericResponse] = field(default_factory=list)
-
-
 async def compute_llm_batch(
-    op: LLMOperator, call: dict, rows: list[Row], dispatcher: RequestDispatcher
-) -> LLMBatchResult:
+    op: LLMOperator, call: dict, rows: list[Row], dispatcher: RequestDispatcher, *, step: int | None = None
+) -> list[Outcome]:
     """Every row's outcome; a reply that fails validation is asked again with a salted request.
 
     ``apply_responses`` raising ``InvalidResponseError`` sends that row's requests again salted
@@ -38,12 +27,13 @@ async def compute_llm_batch(
     them without paying), up to ``invalid_reply_retries`` (the operator's, else the serving's)
     more times; then the row fails with the last reason. Rows are retried in rounds, each round
     submitting all its rows' requests at once. A fatal error (a rejected API key) is raised:
-    every other request of the serving would fail the same way.
+    every other request of the serving would fail the same way; so is any error that is not a
+    serving error (the budget reached, a failed ledger write, a bug). Spend is not counted here:
+    the dispatcher records each paid response's cost with the response (``step`` tags it).
     """
     serving = op.llm_serving
     bound = getattr(op, "invalid_reply_retries", None)
     retries = int(bound if bound is not None else getattr(serving, "invalid_reply_retries", 0))
-    result = LLMBatchResult(outcomes=[])
     outcomes: list[Outcome | None] = [None] * len(rows)
     pending: dict[int, list[GenericRequest]] = {}
     for index, row in enumerate(rows):
@@ -51,11 +41,10 @@ async def compute_llm_batch(
             pending[index] = op.build_requests(row, call)
         except MissingInputError as exc:
             outcomes[index] = Failed(str(exc))
-    counted: set[int] = set()
     attempt = 0
     while pending:
         submitted = {
-            index: [dispatcher.submit(serving, request) for request in requests]
+            index: [dispatcher.submit(serving, request, step=step) for request in requests]
             for index, requests in pending.items()
         }
         futures = [f for row_futures in submitted.values() for f in row_futures]
@@ -74,7 +63,6 @@ async def compute_llm_batch(
                 outcomes[index] = Failed(str(error))
                 continue
             responses = [f.result() for f in row_futures]
-            _count_fresh(result, responses, serving, counted)
             try:
                 outcomes[index] = op.apply_responses(rows[index], responses, call)
             except MissingInputError as exc:
@@ -87,8 +75,7 @@ async def compute_llm_batch(
                     outcomes[index] = Failed(f"{exc}{suffix}")
         pending = retry
         attempt += 1
-    result.outcomes = [outcome if outcome is not None else Failed("no outcome") for outcome in outcomes]
-    return result
+    return [outcome if outcome is not None else Failed("no outcome") for outcome in outcomes]
 
 
 async def all_done(futures: list[asyncio.Future[GenericResponse]]) -> None:
@@ -118,15 +105,3 @@ def salted(request: GenericRequest, attempt: int) -> GenericRequest:
     """``request`` for its ``attempt``-th retry after an invalid reply (keeps a sample salt)."""
     base = (request.salt or "").split("attempt-")[0].rstrip("/")
     return request.with_salt(f"{base}/attempt-{attempt}" if base else f"attempt-{attempt}")
-
-
-def _count_fresh(
-    result: LLMBatchResult, responses: list[GenericResponse], serving: LLMServingABC, counted: set[int]
-) -> None:
-    for response in responses:
-        if not response.cached and id(response) not in counted:
-            counted.add(id(response))
-            result.fresh_responses.append(response)
-            result.prompt_tokens += response.prompt_tokens
-            result.completion_tokens += response.completion_tokens
-            result.cost_usd += serving.cost_usd(response)

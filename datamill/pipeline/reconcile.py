@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from datamill.core.fingerprint import describe_changes
+from datamill.core.ledger import step_file_lost_commits
 from datamill.core.state import StateDB
 from datamill.errors import ConfigError
 from datamill.pipeline.plan import StepPlan
@@ -46,7 +46,7 @@ def reconcile(
             )
             start = min(start, step.index)
             break
-        if _step_file_lost_commits(state, step):
+        if step_file_lost_commits(state, step.index, step.output_path, step.output_format):
             result.reasons.setdefault(step.index, []).append(
                 f"{step.output_path} is missing or shorter than its last commit"
             )
@@ -104,14 +104,3 @@ def _out_rows_through(state: StateDB, step: int, seq: int) -> int:
         "SELECT COALESCE(SUM(out_rows), 0) FROM commits WHERE step=? AND seq<=?", (step, seq)
     ).fetchone()
     return int(row[0])
-
-
-def _step_file_lost_commits(state: StateDB, step: StepPlan) -> bool:
-    position = state.load_position(step.index)
-    if position.seq == 0:
-        return False
-    path: Path = step.output_path
-    if step.output_format == "parquet":
-        parts = len(list(path.glob("part-*.parquet"))) if path.is_dir() else 0
-        return parts < position.out_position >> 32
-    return not path.exists() or path.stat().st_size < position.out_position

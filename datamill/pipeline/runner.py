@@ -2,8 +2,8 @@
 
 Steps run in order. Within an LLM step, batches are computed concurrently (requests flow
 across batch boundaries, up to the serving's ``max_workers`` in flight) and committed strictly
-in input order by the group committer; the number of uncommitted input rows is bounded, so
-memory stays flat however large the dataset.
+in input order through the ledger (``datamill.core.ledger``), which alone writes; the number of
+uncommitted input rows is bounded, so memory stays flat however large the dataset.
 """
 
 from __future__ import annotations
@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from datamill.core.request_cache import RequestCache
-from datamill.core.rowfiles import Row, count_rows, open_reader, open_writer
-from datamill.core.state import StateDB
+from datamill.core.ledger import Ledger, PendingBatch, StepLog
+from datamill.core.rowfiles import Row, count_rows, open_reader
 from datamill.errors import ConfigError
 from datamill.operators.base import Dropped, Failed, LLMOperator, MissingInputError, Outcome
 from datamill.pipeline.budget import Budget
-from datamill.pipeline.committer import GroupCommitter, PendingBatch
-from datamill.pipeline.llm_batch import LLMBatchResult, compute_llm_batch
+from datamill.pipeline.llm_batch import compute_llm_batch
 from datamill.pipeline.plan import StepPlan
 from datamill.pipeline.progress import ProgressSink
 from datamill.pipeline.summary import RunSummary, StepSummary
@@ -46,7 +44,7 @@ class _InFlight:
     rows: list[Row]
     first_row: int
     end_position: int
-    task: asyncio.Task[LLMBatchResult]
+    task: asyncio.Task[list[Outcome]]
 
 
 def read_batches(rows: Iterator[tuple[Row, int]], batch_size: int) -> Iterator[tuple[list[Row], int]]:
@@ -86,13 +84,16 @@ def split_outcomes(
 
 
 class PipelineRunner:
-    """Executes the steps that are not done yet, and fills the run summary."""
+    """Executes the steps that are not done yet, and fills the run summary.
+
+    Every durable write goes through ``ledger``: responses (from the dispatcher), batch
+    commits (``StepLog``) and offline records. The budget, if any, is asked before each send.
+    """
 
     def __init__(
         self,
         plan: list[StepPlan],
-        state: StateDB,
-        cache: RequestCache,
+        ledger: Ledger,
         summary: RunSummary,
         *,
         batch_size: int,
@@ -100,27 +101,25 @@ class PipelineRunner:
         budget: Budget | None = None,
     ) -> None:
         self.plan = plan
-        self.state = state
-        self.cache = cache
+        self.ledger = ledger
+        self.state = ledger.db
         self.summary = summary
         self.batch_size = batch_size
         self.progress = progress
         self.budget = budget
-        # Responses go to the request cache through the dispatcher's cache writer (grouped, on
-        # a thread of its own); the cache's key filter keeps reads off SQLite. Batches are
-        # appended and committed on their own thread, so the loop never waits on a step
-        # file's fsync. The two writers share one lock (``StateDB.write_lock``).
-        self.commit_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-commit")
-        self.dispatcher = RequestDispatcher(cache)
+        gate = (
+            budget.gate_for(ledger, lambda: self.dispatcher.stats.in_flight) if budget is not None else None
+        )
+        self.dispatcher = RequestDispatcher(ledger, send_gate=gate)
 
     async def run(self) -> None:
         servings = self._servings()
-        self.cache.load_key_filter()
+        self.ledger.start()
         try:
             for serving in servings:
                 await serving.start()
             for step in self.plan:
-                stored = self.state.load_step(step.index)
+                stored = self.ledger.reader.load_step(step.index)
                 if stored is not None and stored["status"] == "done":
                     continue
                 await self._run_step(step)
@@ -128,9 +127,11 @@ class PipelineRunner:
             try:
                 await self.dispatcher.close()
             finally:
-                self.commit_writer.shutdown(wait=True)
-                for serving in servings:
-                    await serving.close()
+                try:
+                    await self.ledger.stop()
+                finally:
+                    for serving in servings:
+                        await serving.close()
 
     def _servings(self) -> list[LLMServingABC]:
         found: dict[int, LLMServingABC] = {}
@@ -143,33 +144,26 @@ class PipelineRunner:
     async def _run_step(self, step: StepPlan) -> None:
         summary = self.summary.steps[step.index]
         summary.status = "running"
-        position = self.state.load_position(step.index)
+        position = self.ledger.reader.load_position(step.index)
         reader = open_reader(step.input_path, step.input_format)
-        writer = open_writer(step.output_path, step.output_format, position.out_position)
-        committer = GroupCommitter(step.index, writer, self.state, self.commit_writer)
-        committer.committed_rows_in = position.in_rows
+        step_log = self.ledger.open_step(step.index, step.output_path, step.output_format)
         started = time.monotonic()
-        sent_before, hits_before, retries_before = (
-            self.dispatcher.stats.sent,
-            self.dispatcher.stats.cache_hits,
-            self.dispatcher.stats.retries,
-        )
+        stats = self.dispatcher.stats
+        sent_before, hits_before, retries_before = stats.sent, stats.cache_hits, stats.retries
 
         def on_commit(group: list[PendingBatch]) -> None:
-            summary.rows_this_run = committer.committed_rows_in - position.in_rows
+            summary.rows_this_run = step_log.committed_rows_in - position.in_rows
             summary.rows_failed += sum(len(batch.failures) for batch in group)
-            summary.prompt_tokens += sum(batch.prompt_tokens for batch in group)
-            summary.completion_tokens += sum(batch.completion_tokens for batch in group)
-            summary.cost_usd += sum(batch.cost_usd for batch in group)
             summary.seconds = time.monotonic() - started
-            summary.requests_sent = self.dispatcher.stats.sent - sent_before
-            summary.cache_hits = self.dispatcher.stats.cache_hits - hits_before
-            summary.retries = self.dispatcher.stats.retries - retries_before
+            summary.requests_sent = stats.sent - sent_before
+            summary.cache_hits = stats.cache_hits - hits_before
+            summary.retries = stats.retries - retries_before
+            summary.take_run_spend(self.ledger.run_spend.get(step.index))
             if self.progress is not None:
-                self.progress.rows_committed(summary, committer.committed_rows_in, self.dispatcher.stats)
+                self.progress.rows_committed(summary, step_log.committed_rows_in, stats)
 
-        committer.on_commit.append(on_commit)
-        summary.rows_failed = self.state.failure_count(step.index)
+        step_log.on_commit.append(on_commit)
+        summary.rows_failed = self.ledger.reader.failure_count(step.index)
         if self.progress is not None:
             self.progress.step_started(summary, _safe_count(step), position.in_rows)
         try:
@@ -183,29 +177,23 @@ class PipelineRunner:
                     op.llm_serving,
                     step=step.index,
                     requests=lambda: _step_requests(op, step.call, reader.iter_from(position.in_position)),
-                    cache=self.cache,
-                    state_path=self.state.path,
+                    ledger=self.ledger,
                     label=step.label,
                 )
-                self.dispatcher.add_offline(offline)
-                # Batch answers went into the cache by the offline store's own connection:
-                # rebuild the key filter (a build still running from the start is superseded).
-                self.cache.load_key_filter()
+                self.dispatcher.offline_failures.update(offline.failures)
             if isinstance(op, LLMOperator):
-                await self._run_llm_step(step, op, rows, position.seq, position.in_rows, committer)
+                await self._run_llm_step(step, op, rows, position.seq, position.in_rows, step_log)
             else:
-                await self._run_local_step(step, rows, position.seq, position.in_rows, committer)
-            await committer.drain()
-            if self.budget is not None and self.budget.reached:
-                raise self.budget.error(self.dispatcher.stats)
+                await self._run_local_step(step, rows, position.seq, position.in_rows, step_log)
+            await step_log.drain()
             if offline is not None:
-                offline.finish()
+                await offline.finish()
         finally:
             try:
-                await committer.settle()
+                await _settle(self.ledger)
             finally:
-                writer.close()
-        self.state.set_step_status(step.index, "done")
+                step_log.close()
+        await self.ledger.write(lambda conn: _mark_done(conn, step.index))
         self._finish_step_summary(step, summary, started)
         if self.progress is not None:
             self.progress.step_finished(summary)
@@ -216,17 +204,15 @@ class PipelineRunner:
         rows: Iterator[tuple[Row, int]],
         seq: int,
         row_index: int,
-        committer: GroupCommitter,
+        step_log: StepLog,
     ) -> None:
         op = step.operator
         for batch, end_position in read_batches(rows, self.batch_size):
             outcomes = op.process_rows(batch, row_index, step.call)
             seq += 1
-            committer.submit(
-                self._pending(step, seq, batch, row_index, end_position, outcomes, None), len(batch)
-            )
+            step_log.submit(self._pending(step, seq, batch, row_index, end_position, outcomes), len(batch))
             row_index += len(batch)
-            await committer.wait_backlog(self.batch_size * 4)
+            await step_log.wait_backlog(self.batch_size * 4)
 
     async def _run_llm_step(
         self,
@@ -235,7 +221,7 @@ class PipelineRunner:
         rows: Iterator[tuple[Row, int]],
         seq: int,
         row_index: int,
-        committer: GroupCommitter,
+        step_log: StepLog,
     ) -> None:
         window = max(2 * self.batch_size, 8 * op.llm_serving.max_workers)
         in_flight: deque[_InFlight] = deque()
@@ -245,25 +231,25 @@ class PipelineRunner:
         async def commit_head() -> None:
             nonlocal seq, rows_in_flight
             head = in_flight.popleft()
-            result = await head.task
+            outcomes = await head.task
             rows_in_flight -= len(head.rows)
             seq += 1
-            pending = self._pending(
-                step, seq, head.rows, head.first_row, head.end_position, result.outcomes, result
+            step_log.submit(
+                self._pending(step, seq, head.rows, head.first_row, head.end_position, outcomes),
+                len(head.rows),
             )
-            committer.submit(pending, len(head.rows))
 
         try:
             for batch, end_position in read_batches(rows, self.batch_size):
-                if self.budget is not None and self.budget.check(self.dispatcher.stats):
-                    break
-                task = asyncio.ensure_future(compute_llm_batch(op, step.call, batch, self.dispatcher))
+                task = asyncio.ensure_future(
+                    compute_llm_batch(op, step.call, batch, self.dispatcher, step=step.index)
+                )
                 in_flight.append(_InFlight(batch, row_index, end_position, task))
                 row_index += len(batch)
                 rows_in_flight += len(batch)
                 while in_flight and (rows_in_flight >= window or in_flight[0].task.done()):
                     await commit_head()
-                    await committer.wait_backlog(window)
+                    await step_log.wait_backlog(window)
                 read_since_yield += len(batch)
                 if read_since_yield >= YIELD_EVERY_ROWS:
                     read_since_yield = 0
@@ -282,7 +268,6 @@ class PipelineRunner:
         first_row: int,
         end_position: int,
         outcomes: list[Outcome],
-        llm: LLMBatchResult | None,
     ) -> PendingBatch:
         if len(outcomes) != len(batch):
             raise ConfigError(
@@ -296,17 +281,30 @@ class PipelineRunner:
             in_position=end_position,
             failures=failures,
             drops=drops,
-            prompt_tokens=llm.prompt_tokens if llm else 0,
-            completion_tokens=llm.completion_tokens if llm else 0,
-            cost_usd=llm.cost_usd if llm else 0.0,
         )
 
     def _finish_step_summary(self, step: StepPlan, summary: StepSummary, started: float) -> None:
         summary.status = "done"
         summary.seconds = time.monotonic() - started
+        summary.take_run_spend(self.ledger.run_spend.get(step.index))
         summary.load_totals(
-            self.state.step_totals(step.index), self.state.failures(step.index, limit=FAILURE_SAMPLES)
+            self.ledger.reader.step_totals(step.index),
+            self.ledger.reader.failures(step.index, limit=FAILURE_SAMPLES),
         )
+
+
+async def _settle(ledger: Ledger) -> None:
+    """Let the batches already submitted commit, raising nothing: a step that stops early (an
+    error, Ctrl-C) keeps every batch it finished before the stop, and its file is closed only
+    once no commit is running on it (a failed ledger reports its own error)."""
+    try:
+        await ledger.flush()
+    except Exception:  # noqa: BLE001 — the ledger's error is raised where the run stops
+        pass
+
+
+def _mark_done(conn: sqlite3.Connection, step: int) -> None:
+    conn.execute("UPDATE steps SET status='done', updated_at=? WHERE step=?", (time.time(), step))
 
 
 def _step_requests(op: LLMOperator, call: dict, rows: Iterator[tuple[Row, int]]) -> Iterator[GenericRequest]:

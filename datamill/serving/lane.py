@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from datamill.errors import ServingError
+from datamill.errors import DatamillError, ServingError
 from datamill.serving.base import LLMServingABC
 from datamill.serving.types import GenericRequest, GenericResponse
 
@@ -40,6 +40,8 @@ class SendJob:
 
     request: GenericRequest
     future: asyncio.Future[GenericResponse]
+    step: int | None = None
+    serving: LLMServingABC = field(default=None)  # type: ignore[assignment]  # set by the lane
     started: float = field(default_factory=time.monotonic)
     estimate: int = 0
     attempts: int = 0
@@ -49,7 +51,7 @@ class SendJob:
 class SendLane:
     """The workers, the queue and the retry schedule of one serving's online requests.
 
-    ``stats`` is the dispatcher's ``DispatchStats`` (sent, retries, failures, tokens, cost);
+    ``stats`` is the dispatcher's ``DispatchStats`` (sent, retries, failures);
     ``on_response`` receives each answered job with its response and resolves its future;
     ``on_failed`` hears of each job whose future the lane failed.
     """
@@ -60,12 +62,15 @@ class SendLane:
         stats: DispatchStats,
         on_response: Callable[[SendJob, GenericResponse], None],
         on_failed: Callable[[SendJob], None],
+        *,
+        gate: Callable[[], BaseException | None] | None = None,
     ) -> None:
         self.serving = serving
+        self.gate = gate
         self.stats = stats
         self.on_response = on_response
         self.on_failed = on_failed
-        self.fatal: ServingError | None = None
+        self.fatal: BaseException | None = None
         self._jobs: deque[SendJob] = deque()
         self._idle: deque[asyncio.Future[None]] = deque()
         self._workers: set[asyncio.Task[None]] = set()
@@ -75,6 +80,7 @@ class SendLane:
 
     def put(self, job: SendJob) -> None:
         """Queue ``job``; wake an idle worker, or start one while fewer than ``max_workers``."""
+        job.serving = self.serving
         if self.serving.limiter.tokens is not None:
             job.estimate = self.serving.estimate_tokens(job.request)
         self._enqueue(job)
@@ -118,11 +124,15 @@ class SendLane:
             if self.fatal is not None:
                 raise self.fatal
             await limiter.acquire(job.estimate)
-            if self.fatal is not None:
+            refusal = self.fatal or (self.gate() if self.gate is not None else None)
+            if refusal is not None:
                 limiter.release()
-                raise self.fatal
+                raise refusal
         except ServingError as exc:
             self._fail(job, exc)
+            return
+        except DatamillError as exc:  # the budget or a failed ledger write: not the row's fault
+            self._settle(job, exc)
             return
         except BaseException as exc:
             self._abort(job, exc)
@@ -141,9 +151,6 @@ class SendLane:
             raise
         else:
             limiter.record_success(job.estimate, response.prompt_tokens + response.completion_tokens)
-            stats.cost_usd += serving.cost_usd(response)
-            stats.prompt_tokens += response.prompt_tokens
-            stats.completion_tokens += response.completion_tokens
             self.on_response(job, response)
             return
         finally:
@@ -213,6 +220,12 @@ class SendLane:
             job.future.set_exception(error)
             job.future.exception()  # its batch reads it; if the run stopped first, nobody will
         self.on_failed(job)
+
+    def halt(self, error: BaseException) -> None:
+        """Send nothing more: every later attempt and every queued job fails with ``error``."""
+        self.fatal = self.fatal or error
+        while self._jobs:
+            self._settle(self._jobs.popleft(), error)
 
     async def stop(self, drain_seconds: float) -> None:
         """Fail what is queued or backing off, let attempts on the wire finish for up to

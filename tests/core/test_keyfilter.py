@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 from datamill.core.keyfilter import KeyFilter
-from datamill.core.request_cache import RequestCache
-from datamill.core.state import StateDB
+from datamill.core.ledger import Ledger
+from datamill.core.state import StateDB, store_responses
 
 
 def _key(index: int) -> str:
@@ -28,36 +27,25 @@ def test_a_key_that_is_not_a_sha256_digest_is_always_looked_up():
     assert KeyFilter(expected_keys=10).might_contain("not-hex-at-all")
 
 
-def _wait_for_filter(cache: RequestCache) -> None:
-    deadline = time.monotonic() + 10
-    while cache._filter is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert cache._filter is not None
-
-
-def test_keys_stored_while_the_filter_is_built_are_found_afterwards(tmp_path: Path):
+async def test_keys_stored_before_and_through_the_ledger_are_all_found(tmp_path: Path):
     path = tmp_path / "run.state.db"
-    StateDB(path).close()
-    cache = RequestCache(path)
-    cache.put_many([(_key(index), {"texts": [str(index)]}) for index in range(50_000)])
-    cache.load_key_filter()
-    cache.put_many([(_key(index), {"texts": [str(index)]}) for index in range(50_000, 50_100)])
-    _wait_for_filter(cache)
-    cache.put_many([(_key(50_100), {"texts": ["last"]})])
+    db = StateDB(path)
+    with db.transaction() as conn:
+        store_responses(conn, [(_key(index), f'{{"texts": ["{index}"]}}') for index in range(50_000)])
+    db.close()
+    ledger = Ledger(path)
+    ledger.recover(run_id=1)
+    ledger.start()
+    for index in range(50_000, 50_100):
+        ledger.record_response(_key(index), {"texts": [str(index)]}, None)
+    await ledger.write(
+        lambda conn: store_responses(conn, [(_key(50_100), '{"texts": ["offline"]}')]),
+        cache_keys=[_key(50_100)],
+    )
+    await ledger.flush()
+    assert ledger._filter is not None and not ledger._unwritten  # read from SQLite via the filter now
     for index in (0, 49_999, 50_000, 50_099, 50_100):
-        assert cache.get(_key(index)) is not None, index
-    assert cache.get(_key(99_999_999)) is None
-    cache.close()
-
-
-def test_a_build_superseded_by_a_later_one_never_installs_its_stale_filter(tmp_path: Path):
-    path = tmp_path / "run.state.db"
-    StateDB(path).close()
-    cache = RequestCache(path)
-    superseded: list[str] = []  # the list of a build that a later load_key_filter replaced
-    cache.load_key_filter()
-    _wait_for_filter(cache)
-    current = cache._filter
-    cache._build_key_filter(superseded)  # the old scan finishing last
-    assert cache._filter is current
-    cache.close()
+        assert ledger.get(_key(index)) is not None, index
+    assert ledger.get(_key(99_999_999)) is None
+    await ledger.stop()
+    ledger.close()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from datamill.core.request_cache import RequestCache
-from datamill.core.state import BatchCommit, StateDB
+from datamill.core.spend import PaidResponse, insert_spend
+from datamill.core.state import BatchCommit, StateDB, insert_commits, store_responses
 from datamill.errors import StateError
 
 
-def commit(step: int, in_row_end: int, out_rows: int, *, failures=(), drops=None, tokens=0) -> BatchCommit:
+def commit(step: int, in_row_end: int, out_rows: int, *, failures=(), drops=None) -> BatchCommit:
     return BatchCommit(
         step=step,
         in_row_end=in_row_end,
@@ -22,8 +22,13 @@ def commit(step: int, in_row_end: int, out_rows: int, *, failures=(), drops=None
         out_rows=out_rows,
         failures=list(failures),
         drops=dict(drops or {}),
-        prompt_tokens=tokens,
     )
+
+
+def commit_batches(db: StateDB, commits: list[tuple[int, BatchCommit]]) -> None:
+    """What the ledger does with a group's commit records: one transaction."""
+    with db.transaction() as conn:
+        insert_commits(conn, commits)
 
 
 @pytest.fixture
@@ -41,9 +46,11 @@ def test_a_step_without_commits_starts_at_zero(db: StateDB) -> None:
 
 
 def test_commits_survive_reopening_and_the_last_one_is_the_position(db: StateDB, tmp_path: Path) -> None:
-    db.commit_batches(
-        [(1, commit(0, 4, 4, tokens=10)), (2, commit(0, 8, 3, failures=[(5, "boom")]))], done_steps=[]
-    )
+    commit_batches(db, [(1, commit(0, 4, 4)), (2, commit(0, 8, 3, failures=[(5, "boom")]))])
+    with db.transaction() as conn:
+        insert_spend(
+            conn, 1, [PaidResponse(0, False, "m", 10, 2, 0.5), PaidResponse(0, True, "m", 1, 1, None)]
+        )
     db.close()
     reopened = StateDB(tmp_path / "p.state.db")
     try:
@@ -57,37 +64,33 @@ def test_commits_survive_reopening_and_the_last_one_is_the_position(db: StateDB,
         assert position.out_rows == 7
         totals = reopened.step_totals(0)
         assert totals["rows_in"] == 8 and totals["rows_out"] == 7 and totals["rows_failed"] == 1
-        assert totals["prompt_tokens"] == 10 and totals["batches"] == 2
+        assert totals["prompt_tokens"] == 11 and totals["batches"] == 2
+        assert totals["cost_usd"] is None  # one paid response has no known price
+        assert totals["spend"].requests == 2 and totals["spend"].priced_cost_usd == 0.5
         assert reopened.failures(0) == [(5, "boom")]
         assert reopened.first_failed_row(0) == 5
     finally:
         reopened.close()
 
 
-def test_done_steps_are_marked_in_the_same_transaction(db: StateDB) -> None:
-    db.commit_batches([(1, commit(0, 3, 3))], done_steps=[0])
-    assert db.load_step(0)["status"] == "done"
-    assert db.load_step(1)["status"] == "running"
-
-
 def test_a_duplicate_commit_is_refused_and_leaves_nothing_half_written(db: StateDB) -> None:
-    db.commit_batches([(1, commit(0, 3, 3))], done_steps=[])
+    commit_batches(db, [(1, commit(0, 3, 3))])
     with pytest.raises(sqlite3.IntegrityError):
-        db.commit_batches([(2, commit(0, 6, 3, failures=[(4, "x")])), (1, commit(0, 9, 3))], done_steps=[])
+        commit_batches(db, [(2, commit(0, 6, 3, failures=[(4, "x")])), (1, commit(0, 9, 3))])
     assert db.load_position(0).seq == 1
     assert db.failures(0) == []
 
 
 def test_rewind_keeps_earlier_commits_and_forgets_later_failures_and_drops(db: StateDB) -> None:
-    db.commit_batches(
+    commit_batches(
+        db,
         [
             (1, commit(0, 4, 3, failures=[(1, "early")], drops={"short": 1})),
             (2, commit(0, 8, 3, failures=[(6, "late")])),
             (3, commit(0, 12, 4)),
         ],
-        done_steps=[0],
     )
-    db.commit_batches([(1, commit(1, 5, 5)), (2, commit(1, 10, 5))], done_steps=[1])
+    commit_batches(db, [(1, commit(1, 5, 5)), (2, commit(1, 10, 5))])
 
     db.rewind_steps({0: 1, 1: 0})
 
@@ -100,13 +103,13 @@ def test_rewind_keeps_earlier_commits_and_forgets_later_failures_and_drops(db: S
 
 
 def test_rewind_to_zero_forgets_drop_counts(db: StateDB) -> None:
-    db.commit_batches([(1, commit(0, 4, 3, drops={"short": 1}))], done_steps=[])
+    commit_batches(db, [(1, commit(0, 4, 3, drops={"short": 1}))])
     db.rewind_steps({0: 0})
     assert db.drop_reasons(0) == {}
 
 
 def test_commit_lookup_by_input_row_and_by_output_rows(db: StateDB) -> None:
-    db.commit_batches([(1, commit(0, 4, 2)), (2, commit(0, 8, 4)), (3, commit(0, 12, 4))], done_steps=[])
+    commit_batches(db, [(1, commit(0, 4, 2)), (2, commit(0, 8, 4)), (3, commit(0, 12, 4))])
     assert db.commit_for_input_row(0, 0) == 0
     assert db.commit_for_input_row(0, 5) == 1
     assert db.commit_for_input_row(0, 8) == 2
@@ -154,15 +157,16 @@ def test_a_schema_1_database_is_upgraded_keeping_every_cached_response(tmp_path:
     )
     conn.commit()
     conn.close()
-    cache = RequestCache(path)
+    db = StateDB(path)
     try:
-        assert cache.get("k1") == {"texts": ["a"]} and cache.get("k2") == {"texts": ["b"]}
-        cache.put_many([("k1", {"texts": ["again"]})])  # the key stays unique
-        assert cache.count() == 2 and cache.get("k1") == {"texts": ["again"]}
+        assert db.cached_response("k1") == {"texts": ["a"]} and db.cached_response("k2") == {"texts": ["b"]}
+        with db.transaction() as conn:
+            store_responses(conn, [("k1", '{"texts": ["again"]}')])  # the key stays unique
+        assert db.cached_count() == 2 and db.cached_response("k1") == {"texts": ["again"]}
     finally:
-        cache.close()
+        db.close()
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
         sql = conn.execute("SELECT sql FROM sqlite_master WHERE name='request_cache'").fetchone()[0]
         assert "WITHOUT ROWID" not in sql
 
@@ -176,14 +180,34 @@ def test_a_file_that_is_not_sqlite_is_a_state_error(tmp_path: Path) -> None:
 
 def test_request_cache_stores_and_returns_responses_across_connections(tmp_path: Path) -> None:
     path = tmp_path / "p.state.db"
-    cache = RequestCache(path)
-    cache.put_many([("k1", {"texts": ["héllo"]}), ("k2", {"texts": ["b"]})])
-    cache.close()
-    again = RequestCache(path)
+    db = StateDB(path)
+    with db.transaction() as conn:
+        store_responses(conn, [("k1", '{"texts": ["héllo"]}'), ("k2", '{"texts": ["b"]}')])
+    db.close()
+    again = StateDB.open_readonly(path)
     try:
-        assert again.get("k1") == {"texts": ["héllo"]}
-        assert again.contains("k2") and not again.contains("k3")
-        assert again.get("k3") is None
-        assert again.count() == 2
+        assert again.cached_response("k1") == {"texts": ["héllo"]}
+        assert again.cached_keys(["k2", "k3"]) == {"k2"}
+        assert again.cached_response("k3") is None
+        assert again.cached_count() == 2
     finally:
         again.close()
+
+
+def test_a_schema_2_database_keeps_the_spend_its_commits_counted(tmp_path: Path) -> None:
+    path = tmp_path / "p.state.db"
+    StateDB(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP TABLE spend")
+        conn.execute(
+            "INSERT INTO commits VALUES (0, 1, 4, 400, 4000, 4, 0, 0, 100, 20, 0.25, 1.0), "
+            "(0, 2, 8, 800, 8000, 4, 0, 0, 50, 10, 0.125, 2.0)"
+        )
+        conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+        conn.commit()
+    db = StateDB(path)
+    try:
+        totals = db.step_totals(0)
+        assert (totals["prompt_tokens"], totals["completion_tokens"], totals["cost_usd"]) == (150, 30, 0.375)
+    finally:
+        db.close()

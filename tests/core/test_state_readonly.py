@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from datamill.core.state import BatchCommit, StateDB
+from datamill.core.state import BatchCommit, StateDB, insert_commits
 from datamill.errors import StateError
 
 
 def commit(state: StateDB, seq: int, rows: int) -> None:
-    state.commit_batches(
-        [(seq, BatchCommit(0, seq * rows, seq * 100, seq * 90, rows, [], {}))], done_steps=[]
-    )
+    with state.transaction() as conn:
+        insert_commits(conn, [(seq, BatchCommit(0, seq * rows, seq * 100, seq * 90, rows, [], {}))])
 
 
 def test_a_readonly_connection_sees_each_commit_and_reads_during_a_write(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.ledger_runs import running_ledger
 from offline_helpers import OfflinePipeline, job_rows
 
 from datamill import OfflineBatchGenerationNotFinished
-from datamill.core.request_cache import RequestCache
 from datamill.serving.offline.anthropic_batch import AnthropicBatchProvider, anthropic_body
 from datamill.serving.offline.engine import prepare_offline_step
 from datamill.serving.offline.openai_batch import OpenAIBatchProvider
@@ -47,6 +47,9 @@ class FakeServing:
     def batch_provider(self) -> RecordingOpenAI:
         return self.provider
 
+    def cost_usd(self, response: object) -> None:
+        return None
+
 
 def _requests(count: int, text: str = "q") -> list[GenericRequest]:
     return [GenericRequest("openai", "m", [{"role": "user", "content": f"{text}{i}"}]) for i in range(count)]
@@ -55,20 +58,14 @@ def _requests(count: int, text: str = "q") -> list[GenericRequest]:
 def _submit(
     tmp_path: Path, provider: RecordingOpenAI, requests: list[GenericRequest]
 ) -> list[dict[str, Any]]:
-    cache = RequestCache(tmp_path / "s.state.db")
-    try:
-        with pytest.raises(OfflineBatchGenerationNotFinished) as caught:
-            asyncio.run(
-                prepare_offline_step(
-                    FakeServing(provider),
-                    step=0,
-                    requests=lambda: iter(requests),
-                    cache=cache,
-                    state_path=tmp_path / "s.state.db",
-                )
+    async def submit() -> None:
+        async with running_ledger(tmp_path / "s.state.db") as ledger:
+            await prepare_offline_step(
+                FakeServing(provider), step=0, requests=lambda: iter(requests), ledger=ledger
             )
-    finally:
-        cache.close()
+
+    with pytest.raises(OfflineBatchGenerationNotFinished) as caught:
+        asyncio.run(submit())
     return caught.value.jobs
 
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.ledger_runs import running_ledger
 from offline_helpers import (
     FAST_BATCHES,
     OfflinePipeline,
@@ -238,14 +239,12 @@ def test_switching_a_finished_online_step_to_offline_submits_nothing(
 
 async def test_the_dispatcher_never_sends_an_offline_request(tmp_path: Path) -> None:
     from datamill import APILLMServing_request
-    from datamill.core.request_cache import RequestCache
     from datamill.errors import ServingError
     from datamill.serving.dispatch import RequestDispatcher
 
     serving = APILLMServing_request(api_url="http://127.0.0.1:9/v1", use_offline_batch_generation=True)
-    cache = RequestCache(tmp_path / "s.state.db")
-    try:
-        dispatcher = RequestDispatcher(cache)
+    async with running_ledger(tmp_path / "s.state.db") as ledger:
+        dispatcher = RequestDispatcher(ledger)
         request = serving.build_request([{"role": "user", "content": "hi"}])
         with pytest.raises(ServingError, match="no batch answer"):
             dispatcher.submit(serving, request)
@@ -253,5 +252,3 @@ async def test_the_dispatcher_never_sends_an_offline_request(tmp_path: Path) -> 
         with pytest.raises(ServingError, match="boom"):
             await dispatcher.submit(serving, request)
         assert dispatcher.stats.sent == 0
-    finally:
-        cache.close()

@@ -52,8 +52,10 @@ def test_estimate_after_a_budget_stop_counts_only_the_rows_still_to_send(sim, tm
     rows = 60
     pipeline = TwoStepPipeline(write_rows(tmp_path / "in.jsonl", rows), tmp_path / "cache", sim.openai_base)
     full = pipeline.estimate(completion_tokens=(0, 50))
+    reference = TwoStepPipeline(tmp_path / "in.jsonl", tmp_path / "reference", sim.openai_base)
+    first_step_cost = reference.forward(batch_size=5).steps[0].cost_usd
     with pytest.raises(BudgetExceededError) as caught:
-        pipeline.forward(batch_size=5, max_cost_usd=1e-6)
+        pipeline.forward(batch_size=5, max_cost_usd=first_step_cost / 2)
     committed = caught.value.summary.steps[0].rows_in
     assert 0 < committed < rows
     partial = pipeline.estimate(completion_tokens=(0, 50))

@@ -34,15 +34,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import orjson
+
 from datamill.core import faults
-from datamill.core.request_cache import RequestCache
+from datamill.core.ledger import Ledger
+from datamill.core.spend import PaidResponse
 from datamill.errors import ConfigError, OfflineBatchGenerationNotFinished
 from datamill.serving.offline.provider import BatchProvider, BatchProviderError, JobInfo, LineResult
 from datamill.serving.offline.store import LIVE_STATES, ChunkRecord, OfflineStore
-from datamill.serving.types import GenericRequest
+from datamill.serving.types import GenericRequest, GenericResponse
 
 log = logging.getLogger("datamill.offline")
 
@@ -56,19 +58,12 @@ class OfflineStepResult:
     """What the dispatcher needs once a step's offline requests are settled."""
 
     step: int
+    store: OfflineStore
     failures: dict[str, str] = field(default_factory=dict)
-    fresh: set[str] = field(default_factory=set)
-    state_path: Path | None = None
 
-    def finish(self) -> None:
-        """Call after the step's batches are committed: failures reported, answers counted."""
-        if self.state_path is None:
-            return
-        store = OfflineStore(self.state_path)
-        try:
-            store.finish_step(self.step)
-        finally:
-            store.close()
+    async def finish(self) -> None:
+        """Call after the step's batches are committed: its failures are now reported."""
+        await self.store.finish_step(self.step)
 
 
 async def prepare_offline_step(
@@ -76,39 +71,34 @@ async def prepare_offline_step(
     *,
     step: int,
     requests: Callable[[], Iterable[GenericRequest]],
-    cache: RequestCache,
-    state_path: Path,
+    ledger: Ledger,
     label: str = "",
     max_attempts: int = MAX_ATTEMPTS,
 ) -> OfflineStepResult:
     """Settle every request of a step through the Batch API, or raise ``...NotFinished``.
 
-    ``serving`` provides ``batch_provider()`` and ``offline_batch_generation_block_until_done``;
-    ``requests`` returns a fresh iterator over the step's remaining requests each time it is
-    called (it is walked once per round that may need to submit).
+    ``serving`` provides ``batch_provider()``, ``cost_usd`` and
+    ``offline_batch_generation_block_until_done``; ``requests`` returns a fresh iterator over
+    the step's remaining requests each time it is called (it is walked once per round that may
+    need to submit). Every record goes through ``ledger``.
     """
     provider: BatchProvider = serving.batch_provider()
     block = getattr(serving, "offline_batch_generation_block_until_done", None)
     if block is not None and block <= 0:
         raise ConfigError("offline_batch_generation_block_until_done must be a number of seconds > 0")
-    store = OfflineStore(state_path)
-    run = _OfflineRun(provider, store, cache, step, requests, label or f"step {step}", max_attempts)
+    store = OfflineStore(ledger.reader.conn, ledger)
+    run = _OfflineRun(provider, store, ledger, step, requests, label or f"step {step}", max_attempts)
+    run.price = serving.cost_usd
     try:
         store.release_reported(step)
         if block is None:
             await run.round(first=True)
         else:
             await run.block(float(block))
-        result = OfflineStepResult(step, store.failures(step), store.answered_keys(step), Path(state_path))
-        log.info(
-            "%s: offline batch results complete (%d answers to commit, %d failed requests)",
-            run.label,
-            len(result.fresh),
-            len(result.failures),
-        )
+        result = OfflineStepResult(step, store, store.failures(step))
+        log.info("%s: offline batch results complete (%d failed requests)", run.label, len(result.failures))
         return result
     finally:
-        store.close()
         await provider.close()
 
 
@@ -117,7 +107,7 @@ class _OfflineRun:
         self,
         provider: BatchProvider,
         store: OfflineStore,
-        cache: RequestCache,
+        ledger: Ledger,
         step: int,
         requests: Callable[[], Iterable[GenericRequest]],
         label: str,
@@ -125,7 +115,9 @@ class _OfflineRun:
     ) -> None:
         self.provider = provider
         self.store = store
-        self.cache = cache
+        self.ledger = ledger
+        #: The serving's ``cost_usd``: what a Batch API answer cost (None: no known price).
+        self.price: Callable[[GenericResponse], float | None] = lambda response: None
         self.step = step
         self.requests = requests
         self.label = label
@@ -275,10 +267,10 @@ class _OfflineRun:
                 f"{self.provider.name} batch {job.id} ({job.status}) returned no result for this request"
             )
         # Sorted keys: the cache's B-tree takes them in order, far cheaper than random inserts.
-        # The insert runs in a thread (SQLite releases the GIL) while the loop parses the next
-        # job's results; nothing else uses the store meanwhile, as ``poll`` awaits each ingest.
-        await asyncio.to_thread(
-            self.store.ingest, chunk.chunk_id, job, failures, self.max_attempts, sorted(answers.items())
+        # The ledger's writer stores them (SQLite releases the GIL) while the loop fetches the
+        # next job's results; ``poll`` awaits each ingest, so records stay in order.
+        await self.store.ingest(
+            chunk.chunk_id, job, failures, self.max_attempts, sorted(answers.items()), self._spend_of(answers)
         )
         log.info(
             "%s: job %s %s: %d answered, %d failed%s",
@@ -291,6 +283,24 @@ class _OfflineRun:
         )
         return len(answers)
 
+    def _spend_of(self, answers: dict[str, str]) -> PaidResponse | None:
+        """What ``answers`` (each a succeeded line, billed at the batch price) cost together."""
+        if not answers:
+            return None
+        prompt = completion = 0
+        model = ""
+        for text in answers.values():
+            entry = orjson.loads(text)
+            prompt += int(entry.get("prompt_tokens", 0))
+            completion += int(entry.get("completion_tokens", 0))
+            model = model or str(entry.get("model", ""))
+        total = GenericResponse(
+            texts=[], prompt_tokens=prompt, completion_tokens=completion, model=model, offline=True
+        )
+        return PaidResponse(
+            self.step, True, model, prompt, completion, self.price(total), requests=len(answers)
+        )
+
     # --- submission ----------------------------------------------------------------------
 
     async def submit_remaining(self) -> None:
@@ -301,7 +311,7 @@ class _OfflineRun:
         candidates: list[GenericRequest] = []
 
         async def flush_candidates() -> None:
-            cached = self.cache.cached_keys([request.key for request in candidates])
+            cached = self.ledger.cached_keys([request.key for request in candidates])
             for request in candidates:
                 if request.key in cached:
                     continue

@@ -1,6 +1,7 @@
 """The offline path's records in the state database: every chunk, job and request it handled.
 
-Two tables beside the engine's own (same SQLite file, own connection, ``synchronous=FULL``):
+Two tables of the state database (created with it, ``datamill.core.state``), written only
+through the run's ledger (``datamill.core.ledger``), each record in its own transaction:
 
 ``offline_batch_jobs`` — one row per chunk: its intent (step, provider, base URL — never the key —,
 model, size) is recorded before anything is sent, then the uploaded file id, then the job id,
@@ -17,8 +18,8 @@ line failed; it goes into the next chunk), ``failed`` (out of attempts: the step
 return ``Failed(error)`` for its rows) and ``reported`` (a failure already committed as a failed
 row; released on the next run so a resume retries it, like any failed row). Answered requests
 need no per-row write at ingestion, which keeps ingestion at the speed of the cache writes.
-Once the step has committed, its ``ingested`` chunks become ``collected`` (their responses'
-cost is counted by the commits that used them, once).
+Once the step has committed, its ``ingested`` chunks become ``collected``. The answers' spend
+(at the provider's batch price) is recorded at ingestion, in the transaction that stores them.
 """
 
 from __future__ import annotations
@@ -26,43 +27,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datamill.core.ledger import Ledger
+from datamill.core.spend import PaidResponse, insert_spend
+from datamill.core.state import StateDB, store_responses
 from datamill.errors import StateError
 from datamill.serving.offline.provider import JobInfo
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS offline_batch_jobs (
-    chunk_id TEXT PRIMARY KEY,
-    step INTEGER NOT NULL,
-    provider TEXT NOT NULL,
-    base_url TEXT NOT NULL,
-    model TEXT NOT NULL,
-    n_requests INTEGER NOT NULL,
-    n_bytes INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    file_id TEXT,
-    job_id TEXT,
-    status TEXT,
-    completed INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    errors TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS offline_batch_jobs_step ON offline_batch_jobs(step, state);
-CREATE TABLE IF NOT EXISTS offline_requests (
-    key TEXT PRIMARY KEY,
-    step INTEGER NOT NULL,
-    chunk_id TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    error TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS offline_requests_chunk ON offline_requests(chunk_id, state);
-"""
 
 LIVE_STATES = ("intent", "uploaded", "submitted")
 
@@ -113,29 +87,30 @@ def _chunk(row: tuple) -> ChunkRecord:
 
 
 class OfflineStore:
-    """The offline tables of one state database."""
+    """The offline tables of one state database: reads on ``reader``, writes through the
+    run's ``ledger`` (None: a read-only view, for ``datamill jobs``).
 
-    def __init__(self, path: Path | str) -> None:
-        try:
-            self.conn = sqlite3.connect(
-                str(path), isolation_level=None, timeout=30.0, check_same_thread=False
-            )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            # Bulk ingestion writes up to 50,000 cache rows per transaction: a larger page cache
-            # and fewer WAL checkpoints while this connection is open (it is closed after each
-            # offline step, so the memory is given back).
-            self.conn.execute("PRAGMA cache_size=-65536")
-            self.conn.execute("PRAGMA wal_autocheckpoint=16384")
-            self.conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"{path}: cannot open the offline batch records ({exc})") from None
+    Writes block until their transaction is committed (they are a few per chunk, and the
+    protocol needs each record durable before the next action), except ``ingest``, which is
+    awaited so the loop keeps polling and Ctrl-C stays prompt while a large result is stored.
+    """
+
+    def __init__(self, reader: sqlite3.Connection, ledger: Ledger | None = None) -> None:
+        self.conn = reader
+        self.ledger = ledger
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> OfflineStore:
+        return cls(StateDB.open_readonly(path).conn)
 
     def close(self) -> None:
-        self.conn.close()
+        if self.ledger is None:
+            self.conn.close()
 
-    def _txn(self) -> _Txn:
-        return _Txn(self.conn)
+    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self.ledger is None:
+            raise StateError("bug: a read-only view of the offline records was asked to write")
+        return self.ledger.write_blocking(fn)
 
     # --- chunks --------------------------------------------------------------------------
 
@@ -151,7 +126,8 @@ class OfflineStore:
         n_bytes: int,
     ) -> None:
         now = time.time()
-        with self._txn() as conn:
+
+        def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO offline_batch_jobs(chunk_id, step, provider, base_url, model, n_requests, n_bytes, "
                 "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?)",
@@ -164,28 +140,46 @@ class OfflineStore:
                 [(key, step, chunk_id) for key in keys],
             )
 
+        self._write(write)
+
     def record_file(self, chunk_id: str, file_id: str) -> None:
-        self.conn.execute(
-            "UPDATE offline_batch_jobs SET state='uploaded', file_id=?, updated_at=? WHERE chunk_id=?",
-            (file_id, time.time(), chunk_id),
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE offline_batch_jobs SET state='uploaded', file_id=?, updated_at=? WHERE chunk_id=?",
+                (file_id, time.time(), chunk_id),
+            )
         )
 
     def record_job(self, chunk_id: str, job: JobInfo) -> None:
-        self.conn.execute(
-            "UPDATE offline_batch_jobs SET state='submitted', job_id=?, status=?, completed=?, failed=?, "
-            "errors=?, updated_at=? WHERE chunk_id=?",
-            (job.id, job.status, job.completed, job.failed, json.dumps(job.errors), time.time(), chunk_id),
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE offline_batch_jobs SET state='submitted', job_id=?, status=?, completed=?, failed=?, "
+                "errors=?, updated_at=? WHERE chunk_id=?",
+                (
+                    job.id,
+                    job.status,
+                    job.completed,
+                    job.failed,
+                    json.dumps(job.errors),
+                    time.time(),
+                    chunk_id,
+                ),
+            )
         )
 
     def update_job(self, chunk_id: str, job: JobInfo) -> None:
-        self.conn.execute(
-            "UPDATE offline_batch_jobs SET status=?, completed=?, failed=?, errors=?, updated_at=? WHERE chunk_id=?",
-            (job.status, job.completed, job.failed, json.dumps(job.errors), time.time(), chunk_id),
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE offline_batch_jobs SET status=?, completed=?, failed=?, errors=?, updated_at=? "
+                "WHERE chunk_id=?",
+                (job.status, job.completed, job.failed, json.dumps(job.errors), time.time(), chunk_id),
+            )
         )
 
     def abandon(self, chunk_id: str) -> int:
         """Nothing of this chunk reached the provider: give its requests back, attempts uncounted."""
-        with self._txn() as conn:
+
+        def write(conn: sqlite3.Connection) -> int:
             conn.execute("DELETE FROM offline_batch_jobs WHERE chunk_id=?", (chunk_id,))
             cursor = conn.execute(
                 "UPDATE offline_requests SET state='retry', attempts=attempts-1 WHERE chunk_id=? AND state='pending'",
@@ -193,9 +187,12 @@ class OfflineStore:
             )
             return cursor.rowcount
 
+        return int(self._write(write))
+
     def reject(self, chunk_id: str, error: str, job: JobInfo | None = None) -> None:
         """The provider refused the whole chunk: its requests fail with ``error`` (no resubmission)."""
-        with self._txn() as conn:
+
+        def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE offline_batch_jobs SET state='rejected', status=COALESCE(?, status), errors=?, "
                 "updated_at=? WHERE chunk_id=?",
@@ -211,23 +208,28 @@ class OfflineStore:
                 (error, chunk_id),
             )
 
-    def ingest(
+        self._write(write)
+
+    async def ingest(
         self,
         chunk_id: str,
         job: JobInfo,
         failures: dict[str, str],
         max_attempts: int,
         answers: list[tuple[str, str]],
+        paid: PaidResponse | None,
     ) -> None:
         """Record an ended chunk in one transaction: its answers into the request cache
-        (``(key, cache JSON)`` pairs), its failed requests to retry or give up, and its outcome.
-        The rest of the chunk's requests are answered (see the module docstring)."""
-        now = time.time()
-        with self._txn() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO request_cache(key, response, created_at) VALUES (?, ?, ?)",
-                [(key, text, now) for key, text in answers],
-            )
+        (``(key, cache JSON)`` pairs) with their spend, its failed requests to retry or give
+        up, and its outcome. The rest of the chunk's requests are answered (see the module
+        docstring)."""
+        assert self.ledger is not None
+        run = self.ledger.run_id
+
+        def write(conn: sqlite3.Connection) -> None:
+            store_responses(conn, answers)
+            if paid is not None:
+                insert_spend(conn, run, [paid])
             conn.executemany(
                 "UPDATE offline_requests SET state=CASE WHEN attempts>=? THEN 'failed' ELSE 'retry' END, error=? "
                 "WHERE key=? AND chunk_id=? AND state='pending'",
@@ -236,8 +238,12 @@ class OfflineStore:
             conn.execute(
                 "UPDATE offline_batch_jobs SET state='ingested', status=?, completed=?, failed=?, errors=?, "
                 "updated_at=? WHERE chunk_id=?",
-                (job.status, job.completed, job.failed, json.dumps(job.errors), now, chunk_id),
+                (job.status, job.completed, job.failed, json.dumps(job.errors), time.time(), chunk_id),
             )
+
+        await self.ledger.write(write, cache_keys=[key for key, _ in answers])
+        if paid is not None:
+            self.ledger.count_run_spend(paid)
 
     def chunks(self, step: int | None = None, states: tuple[str, ...] | None = None) -> list[ChunkRecord]:
         sql = f"SELECT {_COLUMNS} FROM offline_batch_jobs"
@@ -291,22 +297,18 @@ class OfflineStore:
             )
         }
 
-    def answered_keys(self, step: int) -> set[str]:
-        """Keys answered by this step's jobs whose cost no commit has counted yet."""
-        return {
-            r[0]
-            for chunk in self.chunks(step, ("ingested",))
-            for r in self.conn.execute(
-                "SELECT key FROM offline_requests WHERE chunk_id=? AND state='pending'", (chunk.chunk_id,)
-            )
-        }
-
     def release_reported(self, step: int) -> None:
-        self.conn.execute("DELETE FROM offline_requests WHERE step=? AND state='reported'", (step,))
+        self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM offline_requests WHERE step=? AND state='reported'", (step,)
+            )
+        )
 
-    def finish_step(self, step: int) -> None:
-        """The step committed: failures are reported, answered responses counted."""
-        with self._txn() as conn:
+    async def finish_step(self, step: int) -> None:
+        """The step committed: its failures are reported, its chunks collected."""
+        assert self.ledger is not None
+
+        def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE offline_requests SET state='reported' WHERE step=? AND state='failed'", (step,)
             )
@@ -314,22 +316,4 @@ class OfflineStore:
                 "UPDATE offline_batch_jobs SET state='collected' WHERE step=? AND state='ingested'", (step,)
             )
 
-    def request_counts(self, step: int) -> dict[str, int]:
-        return {
-            r[0]: int(r[1])
-            for r in self.conn.execute(
-                "SELECT state, COUNT(*) FROM offline_requests WHERE step=? GROUP BY state", (step,)
-            )
-        }
-
-
-class _Txn:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
-        self.conn.execute("ROLLBACK" if kind is not None else "COMMIT")
+        await self.ledger.write(write)

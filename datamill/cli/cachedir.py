@@ -18,6 +18,7 @@ from typing import Any
 import typer
 
 from datamill.core.rowfiles import Row, iter_rows
+from datamill.core.spend import Spend
 from datamill.core.state import StateDB
 from datamill.errors import StateError
 
@@ -111,9 +112,13 @@ class StepStatus:
     rows_out: int
     rows_failed: int
     rows_dropped: int
+    #: The step's own paid calls, tokens and cost across every run (cost None: a price is unknown).
+    requests: int
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    cost_usd: float | None
+    #: The same four for the last run alone.
+    last_run_spend: dict[str, Any]
     rows_per_second: float | None
 
 
@@ -125,12 +130,16 @@ class CacheStatus:
     steps: list[StepStatus]
     jobs: list[dict[str, Any]]
     cached_responses: int
+    #: The whole cache across every run: ``requests`` (calls paid), ``prompt_tokens``,
+    #: ``completion_tokens``, ``cost_usd``, and ``last_run`` with the same for the last run.
+    spend: dict[str, Any]
 
 
 def read_status(cache: CacheDir) -> CacheStatus:
     state = cache.open_state()
     try:
         run = _last_run(state)
+        last_run_id = run["id"] if run is not None else -1
         steps: list[StepStatus] = []
         for index in range(state.step_count()):
             stored = state.load_step(index) or {}
@@ -153,16 +162,27 @@ def read_status(cache: CacheDir) -> CacheStatus:
                     rows_out=totals["rows_out"],
                     rows_failed=totals["rows_failed"],
                     rows_dropped=totals["rows_dropped"],
+                    requests=totals["spend"].requests,
                     prompt_tokens=totals["prompt_tokens"],
                     completion_tokens=totals["completion_tokens"],
                     cost_usd=totals["cost_usd"],
+                    last_run_spend=_four(state.spend(step=index, run=last_run_id)),
                     rows_per_second=_throughput(state, index, run, stored.get("status") == "done"),
                 )
             )
-        cached = state.conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0]
-        return CacheStatus(str(cache.path), cache.prefix, run, steps, _pending_jobs(state), int(cached))
+        spend = _four(state.spend())
+        spend["last_run"] = _four(state.spend(run=last_run_id))
+        return CacheStatus(
+            str(cache.path), cache.prefix, run, steps, _pending_jobs(state), state.cached_count(), spend
+        )
     finally:
         state.close()
+
+
+def _four(spend: Spend) -> dict[str, Any]:
+    """``requests``, ``prompt_tokens``, ``completion_tokens`` and ``cost_usd`` of ``spend``."""
+    figures = spend.to_dict()
+    return {name: figures[name] for name in ("requests", "prompt_tokens", "completion_tokens", "cost_usd")}
 
 
 def _last_run(state: StateDB) -> dict[str, Any] | None:

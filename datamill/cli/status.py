@@ -69,7 +69,7 @@ def _print_status(status: CacheStatus) -> None:
     table = Table(title_justify="left")
     table.add_column("step")
     table.add_column("state")
-    for name in ("rows", "out", "failed", "dropped", "tokens", "cost", "rows/s"):
+    for name in ("rows", "out", "failed", "dropped", "tokens", "cost (last run)", "cost (total)", "rows/s"):
         table.add_column(name, justify="right")
     table.add_column("file")
     for step in status.steps:
@@ -82,10 +82,26 @@ def _print_status(status: CacheStatus) -> None:
             f"[red]{step.rows_failed}[/red]" if step.rows_failed else "0",
             str(step.rows_dropped),
             f"{step.prompt_tokens + step.completion_tokens:,}",
+            format_cost(step.last_run_spend["cost_usd"]),
             format_cost(step.cost_usd),
             "-" if step.rows_per_second is None else f"{step.rows_per_second:.1f}",
             step.file,
         )
+    spend = status.spend
+    table.add_row(
+        "total",
+        "",
+        "",
+        str(sum(step.rows_out for step in status.steps)),
+        str(sum(step.rows_failed for step in status.steps)),
+        str(sum(step.rows_dropped for step in status.steps)),
+        f"{spend['prompt_tokens'] + spend['completion_tokens']:,}",
+        format_cost(spend["last_run"]["cost_usd"]),
+        format_cost(spend["cost_usd"]),
+        "",
+        "",
+        style="bold",
+    )
     console.print(table)
     if status.jobs:
         console.print(jobs_table(status.jobs, title="pending offline batch jobs"))

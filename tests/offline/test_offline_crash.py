@@ -144,3 +144,81 @@ def test_sigint_while_blocking_stops_within_a_second_and_resumes(make_simulator,
     assert again.returncode == PENDING
     assert json.dumps(jobs[0]["job_id"])[1:-1] in again.stderr
     assert sim.stats()["batches_created"] == 1 and sim.stats()["files_created"] == 1
+
+
+STORING_SCRIPT = """
+import os, sys
+from datamill import APILLMServing_request, BatchedFileStorage, BatchedPipelineABC, PromptedGenerator
+from datamill import OfflineBatchGenerationNotFinished
+from datamill.serving.anthropic import AnthropicLLMServing
+
+class P(BatchedPipelineABC):
+    def __init__(self):
+        super().__init__()
+        self.storage = BatchedFileStorage(os.environ["IN"], cache_path=os.environ["CACHE"], file_name_prefix="off")
+        if os.environ["PROVIDER"] == "anthropic":
+            self.llm = AnthropicLLMServing(api_url=os.environ["URL"], model_name="claude-3-5-haiku-latest",
+                                           use_offline_batch_generation=True,
+                                           offline_batch_generation_block_until_done=0.05)
+        else:
+            self.llm = APILLMServing_request(api_url=os.environ["URL"] + "/chat/completions",
+                                             model_name="gpt-4o-mini", use_offline_batch_generation=True,
+                                             offline_batch_generation_block_until_done=0.05)
+        self.gen = PromptedGenerator(self.llm, user_prompt="Q: ")
+    def forward(self):
+        self.gen.run(self.storage.step(), input_key="q", output_key="a")
+
+try:
+    P().forward(batch_size=64)
+except OfflineBatchGenerationNotFinished as exc:
+    sys.exit(exc.exit_code)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+STORING_ROWS = 3000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_sigint_while_results_are_stored_never_kills_the_interpreter(
+    make_simulator, tmp_path, provider
+) -> None:
+    """Ctrl-C at any moment of a blocking run (polling, storing results, committing) ends with
+    exit 75 or 130, never a signal death; the next run completes paying for nothing twice."""
+    sim = make_simulator(
+        batch_validating_seconds=0.01, batch_processing_seconds=0.05, batch_finalizing_seconds=0.01
+    )
+    script = tmp_path / "storing.py"
+    script.write_text(STORING_SCRIPT)
+    url = sim.anthropic_base if provider == "anthropic" else sim.openai_base
+    rng = __import__("random").Random(provider)
+    for trial in range(10):
+        source = tmp_path / f"in-{trial}.jsonl"
+        source.write_text(
+            "".join(
+                json.dumps({"id": i, "q": f"trial {trial} question {i}"}) + "\n" for i in range(STORING_ROWS)
+            )
+        )
+        env = {**os.environ, "IN": str(source), "CACHE": str(tmp_path / f"cache-{trial}"), "URL": url}
+        env["PROVIDER"] = provider
+        env.pop("DATAMILL_FAULT", None)
+        proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while sim.stats()["batches_created"] <= trial:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.6))  # somewhere in polling, storing or committing
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode >= 0, f"died of signal {-proc.returncode}:\n{stderr}"
+        assert proc.returncode in (0, PENDING, 130), (proc.returncode, stderr)
+        done = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        rows = read_jsonl(tmp_path / f"cache-{trial}" / "off_step1.jsonl")
+        assert [row["id"] for row in rows] == list(range(STORING_ROWS))
+    stats = sim.stats(detail=True)
+    assert stats["batches_created"] == 10 and stats["batch_answered"] == 10 * STORING_ROWS
+    assert stats["duplicate_client_keys"] == [] and stats["requests"] == 0

@@ -64,15 +64,21 @@ def _cached_keys(cache: Path) -> set[str]:
     """Keys the client had stored: in the request cache or in the response journal (whose
     complete lines the next run replays into the cache)."""
     db = cache / "crash.state.db"
-    if not db.exists():
-        return set()
-    with sqlite3.connect(db) as conn:
-        keys = {row[0] for row in conn.execute("SELECT key FROM request_cache")}
+    keys: set[str] = set()
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            try:
+                keys = {row[0] for row in conn.execute("SELECT key FROM request_cache")}
+            except sqlite3.OperationalError:  # killed before the schema was created
+                keys = set()
     for journal in cache.glob("crash.state.db.responses-*.log"):
         for line in journal.read_bytes().splitlines():
-            key, _, response = line.partition(b" ")
-            if response.endswith(b"}"):
-                keys.add(key.decode())
+            key, _, entry = line.partition(b" ")
+            try:
+                json.loads(entry)
+            except ValueError:  # the torn tail of a killed append: not journaled
+                continue
+            keys.add(key.decode())
     return keys
 
 
@@ -109,10 +115,14 @@ def _run_to_completion(sim, script, source, cache, url, kills: list[dict], rng: 
     _check_outputs(cache)
 
 
-# Visit counts stay low enough to be reached however writes group (a group commit visits
-# ``after_append``/``in_commit``/``after_commit`` once, a cache write ``after_cache_put``
-# once, a loop turn's responses ``after_journal_append`` once); ``mid_append`` is visited per batch, so its high count lands in the second step.
+# Visit counts stay low enough to be reached however the ledger groups writes (a group with
+# batches visits ``after_append``/``in_commit``/``after_commit`` once, a group with responses
+# ``mid_group``/``after_cache_put`` once, a loop turn's responses ``after_journal_append``
+# once); ``mid_append`` is visited per batch, so its high count lands in the second step.
 FAULTS = [
+    "mid_group:1",
+    "mid_group:4",
+    "mid_group:9",
     "after_append:1",
     "after_append:5",
     "after_append:10",
@@ -148,6 +158,14 @@ def test_random_sigkills_until_complete_keep_every_row_once_in_order(crash_env, 
     rng = random.Random(20261122)
     url = sim.openai_base + "/chat/completions"
     kills = [{"kill_after": rng.uniform(0.4, 1.2)} for _ in range(10)]
+    _run_to_completion(sim, script, source, tmp_path / "cache", url, kills, rng)
+
+
+def test_a_kill_during_recovery_of_the_journal_loses_nothing(crash_env, tmp_path):
+    sim, script, source = crash_env
+    rng = random.Random(11)
+    url = sim.openai_base + "/chat/completions"
+    kills = [{"fault": "after_journal_append:6"}, {"fault": "in_recovery:1"}]
     _run_to_completion(sim, script, source, tmp_path / "cache", url, kills, rng)
 
 

@@ -7,7 +7,8 @@ appends fsynced, its transaction not begun), ``mid_append`` (half a batch writte
 line), ``mid_group`` (inside a group's transaction: responses and spend inserted, commits not
 yet), ``in_commit`` (inside it, before COMMIT), ``after_commit``, ``after_cache_put`` (a group
 with responses committed), ``in_recovery`` (inside the transaction that replays the journal),
-``raise_in_cache_put`` (a group's write raises, as on a full disk; see ``raise_if``). Offline batches (``datamill.serving.offline``): ``offline_after_intent``
+``raise_in_cache_put`` (a group's write raises, as on a full disk; see ``raise_if``),
+``raise_in_journal_append`` (a loop turn's journal append raises, likewise). Offline batches (``datamill.serving.offline``): ``offline_after_intent``
 (a chunk's intent recorded, nothing sent), ``offline_after_upload`` (its file uploaded, the
 file id not recorded), ``offline_after_create`` (its job created, the job id not recorded).
 Unset, the check is one comparison.

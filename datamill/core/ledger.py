@@ -197,6 +197,7 @@ class Ledger:
         if not entries or self._journal is None:
             return
         try:
+            faults.raise_if("raise_in_journal_append")
             journal = self._journal.append(entries)
         except OSError as exc:  # a full disk: the responses live in memory only; stop sending
             self._fail(self._write_error(exc, self._journal.active_path))

@@ -12,7 +12,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -79,7 +79,7 @@ class AnthropicBatch:
 def _rfc3339(stamp: float | None) -> str | None:
     if stamp is None:
         return None
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _write_results(batch: AnthropicBatch, job: BatchJob, state: SimulatorState) -> None:

@@ -218,3 +218,37 @@ def test_a_request_cache_write_that_fails_stops_the_run_with_its_error(simulator
     assert again.returncode == 0, again.stderr
     stats = simulator.stats()
     assert stats["duplicates"] == 0 and stats["answered"] == 200
+
+
+@pytest.mark.parametrize("fault", ["raise_in_cache_put:2", "raise_in_journal_append:3"])
+def test_a_write_failure_stops_sending_at_once_and_names_the_file(make_simulator, tmp_path: Path, fault) -> None:
+    """A full disk (injected): the run stops sending the moment a write fails, says which file
+    and what to do, and a rerun pays again for at most the calls that were on the wire."""
+    import os
+    import subprocess
+    import sys
+
+    sim = make_simulator(latency_mean=0.03, latency_jitter=0.01)
+    script = tmp_path / "pipeline.py"
+    script.write_text(FAILING_CACHE_WRITE)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f'{{"raw_content": "row {i}"}}\n' for i in range(2000)))
+    env = {
+        **os.environ,
+        "IN": str(source),
+        "CACHE": str(tmp_path / "cache"),
+        "URL": sim.openai_base + "/chat/completions",
+        "DATAMILL_FAULT": fault,
+    }
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "f.state.db" in done.stderr and "Free disk space" in done.stderr, done.stderr
+    answered = sim.stats()["answered"]
+    assert answered < 200, answered  # stopped at once, not after the 2,000 rows
+
+    del env["DATAMILL_FAULT"]
+    again = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    stats = sim.stats()
+    assert stats["answered"] == 2000 + stats["duplicates"]
+    assert stats["duplicates"] <= 8  # max_workers: the calls on the wire when the write failed

@@ -232,7 +232,7 @@ class BatchProvider(ABC):
                     )
             except aiohttp.ClientError as exc:
                 error = BatchProviderError(f"{self.name} {method} {url} failed: {exc!r}", retryable=True)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 error = BatchProviderError(f"{self.name} {method} {url} timed out", retryable=True)
             if not error.retryable or attempt == attempts:
                 raise error

@@ -67,7 +67,10 @@ class RowsFailedError(DatamillError):
 
 
 class BudgetExceededError(DatamillError):
-    """The run reached ``max_cost_usd``; it stopped after committing its batch."""
+    """Sending more would pass ``max_cost_usd`` (the cache's spend over every run): the run sent
+    nothing more, committed what was answered, and stopped. Raise the cap and rerun."""
+
+    exit_code = 76
 
     def __init__(self, message: str, *, summary: Any = None) -> None:
         super().__init__(message)

@@ -6,6 +6,8 @@ Exit codes of ``datamill`` (a ``DatamillError`` exits with its ``exit_code``):
   2   usage: a wrong argument or option, a pipeline set up wrongly (``ConfigError``)
   75  offline batch jobs are still pending (``OfflineBatchGenerationNotFinished``): rerun the
       same command later to collect them; their table is printed
+  76  the budget (``--max-cost`` / ``max_cost_usd``, cumulative over every run) would be passed:
+      nothing more was sent; raise it and rerun to continue
   130 interrupted (Ctrl-C); committed work is kept
 
 A traceback is shown only with ``--debug`` (or ``DATAMILL_DEBUG=1``).

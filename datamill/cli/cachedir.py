@@ -113,7 +113,7 @@ class StepStatus:
     rows_dropped: int
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    cost_usd: float | None
     rows_per_second: float | None
 
 

@@ -146,7 +146,7 @@ class GroupCommitter:
                         drops=batch.drops,
                         prompt_tokens=batch.prompt_tokens,
                         completion_tokens=batch.completion_tokens,
-                        cost_usd=batch.cost_usd,
+                        cost_usd=batch.cost_usd or 0.0,  # the commits table has no unknown cost
                     ),
                 )
             )

@@ -16,6 +16,7 @@ from datamill.errors import InvalidResponseError, ServingError
 from datamill.operators.base import Failed, LLMOperator, MissingInputError, Outcome, Row
 from datamill.serving.base import LLMServingABC
 from datamill.serving.dispatch import RequestDispatcher
+from datamill.serving.pricing import add_cost
 from datamill.serving.types import GenericRequest, GenericResponse
 
 
@@ -129,4 +130,4 @@ def _count_fresh(
             result.fresh_responses.append(response)
             result.prompt_tokens += response.prompt_tokens
             result.completion_tokens += response.completion_tokens
-            result.cost_usd += serving.cost_usd(response)
+            result.cost_usd = add_cost(result.cost_usd, serving.cost_usd(response))

@@ -31,6 +31,7 @@ from datamill.pipeline.summary import RunSummary, StepSummary
 from datamill.serving.base import LLMServingABC
 from datamill.serving.dispatch import RequestDispatcher
 from datamill.serving.offline.engine import prepare_offline_step
+from datamill.serving.pricing import sum_costs
 from datamill.serving.types import GenericRequest
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class PipelineRunner:
             summary.rows_failed += sum(len(batch.failures) for batch in group)
             summary.prompt_tokens += sum(batch.prompt_tokens for batch in group)
             summary.completion_tokens += sum(batch.completion_tokens for batch in group)
-            summary.cost_usd += sum(batch.cost_usd for batch in group)
+            summary.cost_usd = sum_costs([summary.cost_usd, *(batch.cost_usd for batch in group)])
             summary.seconds = time.monotonic() - started
             summary.requests_sent = self.dispatcher.stats.sent - sent_before
             summary.cache_hits = self.dispatcher.stats.cache_hits - hits_before

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from datamill.serving.pricing import sum_costs
+
 
 @dataclass
 class StepSummary:
@@ -22,7 +24,7 @@ class StepSummary:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: a response of an unknown price was paid
     seconds: float = 0.0
     changes: list[str] = field(default_factory=list)
     failure_samples: list[tuple[int, str]] = field(default_factory=list)
@@ -35,7 +37,7 @@ class StepSummary:
         self.rows_dropped = totals["rows_dropped"]
         self.prompt_tokens = totals["prompt_tokens"]
         self.completion_tokens = totals["completion_tokens"]
-        self.cost_usd = totals["cost_usd"]
+        self.cost_usd = None if self.cost_usd is None else totals["cost_usd"]  # unknown stays unknown
         self.failure_samples = failure_samples
 
     @property
@@ -62,8 +64,9 @@ class RunSummary:
         return sum(step.requests_sent for step in self.steps)
 
     @property
-    def cost_usd(self) -> float:
-        return sum(step.cost_usd for step in self.steps)
+    def cost_usd(self) -> float | None:
+        """The steps' cost together; None when any step's price is unknown."""
+        return sum_costs(step.cost_usd for step in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

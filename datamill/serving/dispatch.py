@@ -21,6 +21,7 @@ from datamill.errors import ServingError
 from datamill.serving.base import LLMServingABC
 from datamill.serving.cache_writer import CacheWriter
 from datamill.serving.lane import SendJob, SendLane
+from datamill.serving.pricing import add_cost
 from datamill.serving.types import GenericRequest, GenericResponse
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class RequestDispatcher:
             if response.offline and key in self.offline_fresh:
                 self.offline_fresh.discard(key)
                 response.cached = False  # answered by a batch job: its cost is this commit's
-                self.stats.cost_usd += serving.cost_usd(response)
+                self.stats.cost_usd = add_cost(self.stats.cost_usd, serving.cost_usd(response))
             future.set_result(response)
             return future
         if serving.use_offline_batch_generation:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from datamill.errors import ServingError
 from datamill.serving.base import LLMServingABC
+from datamill.serving.pricing import add_cost
 from datamill.serving.types import GenericRequest, GenericResponse
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class SendLane:
             raise
         else:
             limiter.record_success(job.estimate, response.prompt_tokens + response.completion_tokens)
-            stats.cost_usd += serving.cost_usd(response)
+            stats.cost_usd = add_cost(stats.cost_usd, serving.cost_usd(response))
             stats.prompt_tokens += response.prompt_tokens
             stats.completion_tokens += response.completion_tokens
             self.on_response(job, response)

@@ -46,7 +46,7 @@ class StepView:
     retries: int = 0
     failed: int = 0
     tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
     seconds: float = 0.0
 
     @property
@@ -96,7 +96,14 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def format_cost(cost_usd: float) -> str:
+#: How every display shows a cost whose price is unknown: never $0, never a guess.
+UNKNOWN_COST = "—"
+
+
+def format_cost(cost_usd: float | None) -> str:
+    """``$0.0123`` below a dollar, ``$1,234.56`` above; ``—`` when the price is unknown."""
+    if cost_usd is None:
+        return UNKNOWN_COST
     return f"${cost_usd:.4f}" if cost_usd < 1 else f"${cost_usd:,.2f}"
 
 

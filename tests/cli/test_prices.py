@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import PIPELINE_SOURCE, Project
 
 UNKNOWN_MODEL_SOURCE = PIPELINE_SOURCE.replace(
-    "api_url=os.environ[\"TEST_API_URL\"],", "api_url=os.environ[\"TEST_API_URL\"], model_name=\"gpt-4o-minii\","
+    'api_url=os.environ["TEST_API_URL"],', 'api_url=os.environ["TEST_API_URL"], model_name="gpt-4o-minii",'
 )
 
 

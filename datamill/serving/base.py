@@ -63,11 +63,9 @@ class LLMServingABC(ABC):
                 raise ConfigError(f"{name} must be a positive number or None, got {value!r}")
         self.rpm = rpm
         self.tpm = tpm
-        # A given price is checked now; the catalogue is read on first use (``price``).
-        self._price = (
-            resolve_price(model_name, price_per_million, self.provider) if price_per_million else None
-        )
-        self._price_resolved = price_per_million is not None
+        #: USD per 1M tokens: ``price_per_million``, else the catalogue's; None when unknown.
+        #: Looked up now, so the first reply of a run never waits for the catalogue to load.
+        self.price: Price | None = resolve_price(model_name, price_per_million, self.provider)
         self._unknown_price_warned = False
         self._limiter: ServingLimiter | None = None
 
@@ -95,18 +93,6 @@ class LLMServingABC(ABC):
 
     def fingerprint_config(self) -> dict[str, Any]:
         return strip_excluded({"provider": self.provider, "model": self.model_name, "params": self.params})
-
-    @property
-    def price(self) -> Price | None:
-        """The price of this serving's model (resolved on first use), or None when unknown."""
-        if not self._price_resolved:
-            self._price = resolve_price(self.model_name, None, self.provider)
-            self._price_resolved = True
-        return self._price
-
-    @price.setter
-    def price(self, value: Price | None) -> None:
-        self._price, self._price_resolved = value, True
 
     @property
     def limiter(self) -> ServingLimiter:

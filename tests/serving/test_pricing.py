@@ -72,7 +72,7 @@ def test_a_given_price_wins_and_typos_in_it_are_config_errors() -> None:
     assert serving.cost_usd(response) == pytest.approx(15.0)
     from datamill.errors import ConfigError
 
-    for bad in ({"input": 1.0}, {"input": 1.0, "ouput": 2.0}, {"input": "cheap", "output": 1.0}):
+    for bad in ({}, {"input": 1.0}, {"input": 1.0, "ouput": 2.0}, {"input": "cheap", "output": 1.0}):
         with pytest.raises(ConfigError, match="price_per_million"):
             APILLMServing_request("http://127.0.0.1:1/v1", "m", price_per_million=bad)
 

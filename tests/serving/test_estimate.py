@@ -12,7 +12,6 @@ from datamill.errors import BudgetExceededError
 from datamill.serving.pricing import find_price
 from datamill.serving.tokens import heuristic_tokens
 from datamill.simulator import SimulatorHandle, run_simulator
-from tests.offline.offline_helpers import FAST_BATCHES
 from tests.serving.serving_helpers import FAST_RETRY, write_rows
 
 
@@ -73,6 +72,14 @@ WORDS = (
     "warehouse until spring while engineers measured how long each shipment waited at the dock "
     "before anyone signed for it because customers asked why deliveries arrived late"
 ).split()
+
+
+#: Batch jobs that validate, run and finalise within a fraction of a second.
+FAST_BATCHES = {
+    "batch_validating_seconds": 0.01,
+    "batch_processing_seconds": 0.1,
+    "batch_finalizing_seconds": 0.01,
+}
 
 
 def write_sentences(path: Path, count: int) -> Path:

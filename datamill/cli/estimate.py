@@ -25,12 +25,13 @@ def estimate_command(
         None,
         "--completion-tokens",
         metavar="LOW HIGH",
-        help="Completion tokens assumed per sample (default: 64 to max_tokens, or 1024).",
+        help="Completion tokens assumed per sample (default: observed in the cache, else as long as "
+        "the prompt's last user message; range 64 to max_tokens, or 1024).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as one JSON object."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
-    """Estimate the prompt tokens and cost (low–high) of what is left to run; sends nothing."""
+    """Estimate the tokens and cost (expected, and low–high) of what is left to run; sends nothing."""
     from datamill.cli.loading import load_pipeline
 
     estimate = load_pipeline(pipeline).estimate(completion_tokens=completion_tokens)
@@ -50,22 +51,23 @@ def estimate_table(estimate: PipelineEstimate) -> Table:
     from datamill.ui.progress import format_cost
 
     def cost_range(low: float | None, high: float | None) -> str:
-        return "no price" if low is None or high is None else f"{format_cost(low)} – {format_cost(high)}"
+        return f"{format_cost(low)} – {format_cost(high)}"
 
     table = Table(title="estimate of what is left to run", title_justify="left")
     table.add_column("step")
     table.add_column("model")
-    for name in ("rows", "requests", "cached", "prompt tokens", "completion tokens", "cost"):
+    for name in ("rows", "requests", "paid (cached)", "prompt tokens", "completion tokens", "cost", "range"):
         table.add_column(name, justify="right")
     for step in estimate.steps:
         table.add_row(
             f"{step.index} {step.name}" + ("" if step.exact else " ~"),
-            step.model,
+            step.model + (" (batch)" if step.offline and step.model else ""),
             str(step.rows),
             str(step.requests),
             str(step.cached_requests),
             f"{step.prompt_tokens:,}",
-            f"{step.completion_tokens_low:,} – {step.completion_tokens_high:,}",
+            f"{step.completion_tokens:,}" + (f" ({step.completion_basis})" if step.completion_basis else ""),
+            format_cost(step.cost_usd),
             cost_range(step.cost_low_usd, step.cost_high_usd),
         )
     table.add_section()
@@ -74,14 +76,13 @@ def estimate_table(estimate: PipelineEstimate) -> Table:
         "",
         "",
         str(estimate.requests),
-        "",
+        str(estimate.cached_requests),
         f"{estimate.prompt_tokens:,}",
-        "",
+        f"{estimate.completion_tokens:,}",
+        format_cost(estimate.cost_usd),
         cost_range(estimate.cost_low_usd, estimate.cost_high_usd),
     )
-    notes = [step.note for step in estimate.steps if step.note]
-    if not estimate.exact:
-        notes.append("~ estimated from the upstream row count: its input does not exist yet")
+    notes = estimate.notes()
     if notes:
         table.caption = "\n".join(dict.fromkeys(notes))
         table.caption_justify = "left"

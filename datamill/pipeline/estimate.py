@@ -1,16 +1,19 @@
-"""``pipeline.estimate()``: what the rest of a run will send and may cost, before spending.
+"""``pipeline.estimate()``: what the rest of a run will send and is expected to cost, before spending.
 
-For each LLM step it counts the prompt tokens of the requests still to be sent: the rows after
-the step's last commit, minus requests already in the request cache. A later step whose input
-does not exist yet (its upstream has not run) cannot build its requests, so it is estimated:
-its row count from the upstream input (every step assumed to keep its rows), its prompts from
-a sample row whose missing columns are filled with text as long as the upstream completion
-assumption; such steps are marked ``exact=False``.
+For each LLM step it builds the requests still to be sent: the rows after the step's last
+commit, minus requests already in the request cache (already paid for: a run reads them back
+and sends nothing) and minus repeats of one request (sent once). A later step whose input does
+not exist yet (its upstream has not run) cannot build its requests, so it is estimated from a
+sample of the nearest existing input, with the columns still to be written filled with text as
+long as the upstream step's expected reply, scaled to the upstream row count (every step
+assumed to keep its rows); such steps are marked ``exact=False``.
 
-Completion tokens are unknown until the replies come, so costs are a range: each sample is
-assumed to use between ``completion_tokens[0]`` and ``completion_tokens[1]`` tokens (by default
-64 and the request's ``max_tokens``, or 1024 without one). Offline (Batch API) steps get the
-batch discount. Prompt tokens use tiktoken where available, else ``ceil(chars / 4)``.
+Tokens are expected as ``datamill.pipeline.estimate_tokens`` explains: completions from the
+step's own cached replies when there are some, else as long as each request's last user
+message (bounded by ``max_tokens``), or the midpoint of a given ``completion_tokens`` range.
+The expected cost uses the serving's price (the Batch API price for offline steps); a wide
+low–high range comes with it. A model without a price has an unknown cost (``None``), and so
+has any total it is part of.
 """
 
 from __future__ import annotations
@@ -23,18 +26,32 @@ from typing import Any
 from datamill.core.rowfiles import Row, count_rows, open_reader
 from datamill.core.state import StateDB
 from datamill.operators.base import LLMOperator, MissingInputError
+from datamill.pipeline.estimate_tokens import (
+    DEFAULT_COMPLETION_LOW,
+    Observed,
+    Pending,
+    expect,
+    filler_text,
+)
 from datamill.pipeline.plan import StepPlan
-from datamill.serving.pricing import BATCH_DISCOUNT
-from datamill.serving.tokens import estimate_prompt_tokens
-from datamill.serving.types import GenericRequest
+from datamill.serving.pricing import HOW_TO_PRICE, sum_costs
+from datamill.serving.types import GenericRequest, GenericResponse
 
-DEFAULT_COMPLETION_LOW = 64
-DEFAULT_COMPLETION_HIGH = 1024
+#: Committed rows read back per step to find its replies in the cache (observed lengths).
+OBSERVE_ROWS = 256
+#: Rows of the nearest existing input standing for a step whose own input does not exist yet.
+SAMPLE_ROWS = 64
 
 
 @dataclass
 class StepEstimate:
-    """What one step still has to send, and its cost range in USD (None without a price)."""
+    """What one step still has to send and its expected cost in USD (None: price unknown).
+
+    ``cached_requests`` are already paid for (in the request cache); ``repeated_requests``
+    repeat another request of the step and are sent once. ``completion_basis`` says where the
+    expected completion tokens come from; ``cost_low_usd``/``cost_high_usd`` bound the cost
+    over the completion range.
+    """
 
     index: int
     name: str
@@ -42,11 +59,17 @@ class StepEstimate:
     rows: int = 0
     requests: int = 0
     cached_requests: int = 0
+    repeated_requests: int = 0
     prompt_tokens: int = 0
+    completion_tokens: int = 0
     completion_tokens_low: int = 0
     completion_tokens_high: int = 0
+    cost_usd: float | None = 0.0
     cost_low_usd: float | None = 0.0
     cost_high_usd: float | None = 0.0
+    offline: bool = False
+    completion_basis: str = ""
+    price_source: str = ""
     exact: bool = True
     note: str = ""
 
@@ -58,50 +81,83 @@ class PipelineEstimate:
     steps: list[StepEstimate] = field(default_factory=list)
 
     @property
-    def prompt_tokens(self) -> int:
-        return sum(step.prompt_tokens for step in self.steps)
-
-    @property
     def requests(self) -> int:
         return sum(step.requests for step in self.steps)
 
     @property
-    def cost_low_usd(self) -> float:
-        return sum(step.cost_low_usd or 0.0 for step in self.steps)
+    def cached_requests(self) -> int:
+        return sum(step.cached_requests for step in self.steps)
 
     @property
-    def cost_high_usd(self) -> float:
-        return sum(step.cost_high_usd or 0.0 for step in self.steps)
+    def prompt_tokens(self) -> int:
+        return sum(step.prompt_tokens for step in self.steps)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(step.completion_tokens for step in self.steps)
+
+    @property
+    def cost_usd(self) -> float | None:
+        return sum_costs(step.cost_usd for step in self.steps)
+
+    @property
+    def cost_low_usd(self) -> float | None:
+        return sum_costs(step.cost_low_usd for step in self.steps)
+
+    @property
+    def cost_high_usd(self) -> float | None:
+        return sum_costs(step.cost_high_usd for step in self.steps)
 
     @property
     def exact(self) -> bool:
         return all(step.exact for step in self.steps)
 
+    def notes(self) -> list[str]:
+        """What a reader of the numbers needs to know, one line each."""
+        lines = [f"step {s.index}: {s.note}" for s in self.steps if s.note]
+        if self.cached_requests:
+            lines.append(
+                f"{self.cached_requests} request(s) are already paid for (in the cache): "
+                "they are read back, not sent, and cost nothing"
+            )
+        if not self.exact:
+            lines.append("~ estimated from a sample and the upstream row count: its input does not exist yet")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": [asdict(step) for step in self.steps],
             "requests": self.requests,
+            "cached_requests": self.cached_requests,
             "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
             "cost_low_usd": self.cost_low_usd,
             "cost_high_usd": self.cost_high_usd,
             "exact": self.exact,
         }
 
     def format_text(self) -> str:
-        lines = [f"{'step':<28}{'rows':>9}{'requests':>10}{'cached':>8}{'prompt tok':>12}{'cost (USD)':>22}"]
+        def usd(value: float | None) -> str:
+            return "—" if value is None else f"{value:.4f}"
+
+        lines = [
+            f"{'step':<28}{'rows':>9}{'requests':>10}{'cached':>8}{'prompt tok':>12}"
+            f"{'compl. tok':>12}{'cost (USD)':>12}{'range (USD)':>22}"
+        ]
         for s in self.steps:
-            cost = "no price" if s.cost_low_usd is None else f"{s.cost_low_usd:.4f} - {s.cost_high_usd:.4f}"
             mark = "" if s.exact else " ~"
             lines.append(
                 f"{f'{s.index} {s.name}':<28}{s.rows:>9}{s.requests:>10}{s.cached_requests:>8}"
-                f"{s.prompt_tokens:>12}{cost:>22}{mark}"
+                f"{s.prompt_tokens:>12}{s.completion_tokens:>12}{usd(s.cost_usd):>12}"
+                f"{usd(s.cost_low_usd) + ' - ' + usd(s.cost_high_usd):>22}{mark}"
             )
         lines.append(
-            f"total: {self.prompt_tokens} prompt tokens, ${self.cost_low_usd:.4f} - ${self.cost_high_usd:.4f}"
+            f"total: {self.requests} requests, {self.prompt_tokens} prompt + {self.completion_tokens} "
+            f"completion tokens, {usd(self.cost_usd)} USD expected "
+            f"({usd(self.cost_low_usd)} - {usd(self.cost_high_usd)})"
         )
-        if not self.exact:
-            lines.append("~ estimated from the upstream row count: its input does not exist yet")
-        return "\n".join(lines)
+        return "\n".join(lines + self.notes())
 
 
 def estimate_plan(
@@ -116,19 +172,26 @@ def estimate_plan(
         result = PipelineEstimate()
         expected_rows: int | None = None  # rows the previous step is expected to output in all
         ready = True  # whether this step's input is complete on disk
+        reply_tokens: dict[str, float] = {}  # expected tokens per sample of columns still to be written
         for step in plan:
             stored = state.load_step(step.index) if state is not None else None
             done = bool(stored and stored.get("status") == "done")
             position = state.load_position(step.index) if state is not None else None
             estimate = StepEstimate(step.index, step.name)
+            per_sample: float | None = None
             if ready and Path(step.input_path).exists():
                 total_rows = _count(step)
                 if isinstance(step.operator, LLMOperator) and not done:
-                    _estimate_exact(step, estimate, position, state, completion_tokens)
+                    per_sample = _estimate_exact(step, estimate, position, state, completion_tokens)
             else:
                 total_rows = expected_rows or 0
                 if isinstance(step.operator, LLMOperator) and not done:
-                    _estimate_from_upstream(step, plan, estimate, total_rows, position, completion_tokens)
+                    per_sample = _estimate_from_upstream(
+                        step, plan, estimate, total_rows, position, completion_tokens, reply_tokens
+                    )
+            if per_sample is not None:
+                for key in step.operator.output_keys(step.call):
+                    reply_tokens[key] = per_sample
             result.steps.append(estimate)
             expected_rows = total_rows
             ready = done
@@ -151,19 +214,35 @@ def _estimate_exact(
     position: Any,
     cache: StateDB | None,
     completion_tokens: tuple[int, int] | None,
-) -> None:
+) -> float | None:
+    """Count the step's remaining requests; returns the expected completion tokens per sample."""
     op = step.operator
     assert isinstance(op, LLMOperator)
-    reader = open_reader(step.input_path, step.input_format)
+    observed, pending = Observed(), Pending()
+    committed = position.in_rows if position is not None else 0
+    if cache is not None and committed:
+        committed_rows = open_reader(step.input_path, step.input_format).iter_from(0)
+        for row, _ in itertools.islice(committed_rows, min(committed, OBSERVE_ROWS)):
+            for request in _requests(op, row, step.call):
+                response = _cached(cache, request)
+                if response is not None:
+                    observed.add(request, response)
+    seen: set[str] = set()
     start = position.in_position if position is not None else 0
-    for row, _ in reader.iter_from(start):
+    for row, _ in open_reader(step.input_path, step.input_format).iter_from(start):
         estimate.rows += 1
         for request in _requests(op, row, step.call):
-            if cache is not None and cache.cached_keys([request.key]):
+            estimate.model = request.model
+            response = _cached(cache, request) if cache is not None else None
+            if response is not None:
                 estimate.cached_requests += 1
-                continue
-            _add_request(estimate, request, completion_tokens)
-    _price(op, estimate)
+                observed.add(request, response)
+            elif request.key in seen:
+                estimate.repeated_requests += 1
+            else:
+                seen.add(request.key)
+                pending.add(request)
+    return _finish(op, estimate, pending, observed, completion_tokens)
 
 
 def _estimate_from_upstream(
@@ -173,44 +252,89 @@ def _estimate_from_upstream(
     total_rows: int,
     position: Any,
     completion_tokens: tuple[int, int] | None,
-) -> None:
+    reply_tokens: dict[str, float],
+) -> float | None:
     op = step.operator
     assert isinstance(op, LLMOperator)
     estimate.exact = False
     estimate.rows = max(0, total_rows - (position.in_rows if position is not None else 0))
-    estimate.note = "estimated from the upstream row count"
-    filler_tokens = (completion_tokens or (DEFAULT_COMPLETION_LOW, DEFAULT_COMPLETION_HIGH))[0]
-    sample = _sample_row(plan, step, op, "x" * (4 * filler_tokens))
-    requests = _requests(op, sample, step.call) if sample is not None else []
-    for request in requests:
-        one = StepEstimate(step.index, step.name)
-        _add_request(one, request, completion_tokens)
-        estimate.requests += one.requests * estimate.rows
-        estimate.prompt_tokens += one.prompt_tokens * estimate.rows
-        estimate.completion_tokens_low += one.completion_tokens_low * estimate.rows
-        estimate.completion_tokens_high += one.completion_tokens_high * estimate.rows
-        estimate.model = one.model
+    sample = _sample_rows(plan, step, op, reply_tokens)
+    pending = Pending()
+    for row in sample:
+        for request in _requests(op, row, step.call):
+            estimate.model = request.model
+            pending.add(request)
+    scale = estimate.rows / len(sample) if sample else 0.0
+    return _finish(op, estimate, pending.scaled(scale), Observed(), completion_tokens)
+
+
+def _finish(
+    op: LLMOperator,
+    estimate: StepEstimate,
+    pending: Pending,
+    observed: Observed,
+    completion_tokens: tuple[int, int] | None,
+) -> float | None:
+    """Fill in the expected tokens and costs; returns the expected completion per sample."""
+    expectation = expect(pending, observed, completion_tokens)
+    estimate.requests = pending.requests
+    estimate.prompt_tokens = expectation.prompt_tokens
+    estimate.completion_tokens = expectation.completion_tokens
+    estimate.completion_tokens_low = expectation.completion_low
+    estimate.completion_tokens_high = expectation.completion_high
+    estimate.completion_basis = expectation.basis if pending.requests else ""
     _price(op, estimate)
+    if pending.samples:
+        return expectation.completion_tokens / pending.samples
+    return observed.completion_per_sample
 
 
-def _sample_row(plan: list[StepPlan], step: StepPlan, op: LLMOperator, filler: str) -> Row | None:
-    """The first row of the nearest existing input, with the step's missing columns filled."""
+def _price(op: LLMOperator, estimate: StepEstimate) -> None:
+    serving = op.llm_serving
+    estimate.model = estimate.model or serving.model_name
+    estimate.offline = bool(getattr(serving, "use_offline_batch_generation", False))
+    if estimate.requests == 0:
+        estimate.cost_usd = estimate.cost_low_usd = estimate.cost_high_usd = 0.0
+        return
+    price = serving.price
+    if price is None:
+        estimate.cost_usd = estimate.cost_low_usd = estimate.cost_high_usd = None
+        estimate.note = f"no price is known for model {estimate.model!r}; {HOW_TO_PRICE}"
+        return
+    estimate.price_source = price.source
+    count = estimate.requests
+    prompt = estimate.prompt_tokens / count
+
+    def cost(completion: int) -> float:  # per request, so long-context tiers apply as billed
+        return count * price.cost(prompt, completion / count, offline=estimate.offline)
+
+    estimate.cost_usd = cost(estimate.completion_tokens)
+    estimate.cost_low_usd = cost(estimate.completion_tokens_low)
+    estimate.cost_high_usd = cost(estimate.completion_tokens_high)
+
+
+def _sample_rows(
+    plan: list[StepPlan], step: StepPlan, op: LLMOperator, reply_tokens: dict[str, float]
+) -> list[Row]:
+    """Rows of the nearest existing input, with the columns not written yet filled in."""
+    model = op.llm_serving.model_name
     for earlier in reversed(plan[: step.index + 1]):
-        if Path(earlier.input_path).exists():
-            try:
-                first = next(
-                    itertools.islice(open_reader(earlier.input_path, earlier.input_format).iter_from(0), 1)
-                )
-            except StopIteration:
-                return None
-            row = dict(first[0])
-            for key in op.input_keys(step.call):
-                row.setdefault(key, filler)
-            for later in plan[earlier.index : step.index]:
-                for key in later.operator.output_keys(later.call):
-                    row.setdefault(key, filler)
-            return row
-    return None
+        if not Path(earlier.input_path).exists():
+            continue
+        reader = open_reader(earlier.input_path, earlier.input_format).iter_from(0)
+        rows = [dict(row) for row, _ in itertools.islice(reader, SAMPLE_ROWS)]
+        missing = [
+            key
+            for later in plan[earlier.index : step.index]
+            for key in later.operator.output_keys(later.call)
+        ]
+        missing += op.input_keys(step.call)
+        fillers = {key: filler_text(reply_tokens.get(key, DEFAULT_COMPLETION_LOW), model) for key in missing}
+        for row in rows:
+            for key, text in fillers.items():
+                row.setdefault(key, text)
+        return rows
+    return []
 
 
 def _requests(op: LLMOperator, row: Row, call: dict[str, Any]) -> list[GenericRequest]:
@@ -220,28 +344,6 @@ def _requests(op: LLMOperator, row: Row, call: dict[str, Any]) -> list[GenericRe
         return []
 
 
-def _add_request(
-    estimate: StepEstimate, request: GenericRequest, completion_tokens: tuple[int, int] | None
-) -> None:
-    samples = int(request.params.get("n") or 1)
-    max_tokens = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
-    low, high = completion_tokens or (
-        min(DEFAULT_COMPLETION_LOW, int(max_tokens or DEFAULT_COMPLETION_LOW)),
-        int(max_tokens or DEFAULT_COMPLETION_HIGH),
-    )
-    estimate.model = request.model
-    estimate.requests += 1
-    estimate.prompt_tokens += estimate_prompt_tokens(request.messages, request.model)
-    estimate.completion_tokens_low += low * samples
-    estimate.completion_tokens_high += high * samples
-
-
-def _price(op: LLMOperator, estimate: StepEstimate) -> None:
-    serving = op.llm_serving
-    price = getattr(serving, "price", None)
-    if price is None:
-        estimate.cost_low_usd = estimate.cost_high_usd = None
-        return
-    factor = BATCH_DISCOUNT if getattr(serving, "use_offline_batch_generation", False) else 1.0
-    estimate.cost_low_usd = price.cost(estimate.prompt_tokens, estimate.completion_tokens_low) * factor
-    estimate.cost_high_usd = price.cost(estimate.prompt_tokens, estimate.completion_tokens_high) * factor
+def _cached(cache: StateDB, request: GenericRequest) -> GenericResponse | None:
+    data = cache.cached_response(request.key)
+    return None if data is None else GenericResponse.from_cache(data)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from datamill.core.spend import Spend
+from datamill.serving.pricing import sum_costs
 
 
 @dataclass
@@ -70,11 +71,6 @@ class StepSummary:
     @property
     def rows_per_second(self) -> float:
         return self.rows_this_run / self.seconds if self.seconds > 0 else 0.0
-
-
-def sum_costs(costs: list[float | None]) -> float | None:
-    """The sum, or None when any part is unknown."""
-    return None if any(cost is None for cost in costs) else sum(c for c in costs if c is not None)
 
 
 @dataclass

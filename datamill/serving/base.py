@@ -5,8 +5,9 @@ and back. Caching, in-run de-duplication, concurrency and retries are the dispat
 (``datamill.serving.dispatch``), so a backend implements ``send_once`` and nothing else.
 
 Limits (``max_workers``, ``rpm``, ``tpm``) live on the serving's ``ServingLimiter``, shared by
-every operator using the serving; prices come from ``datamill.serving.pricing`` unless
-``price_per_million`` overrides them.
+every operator using the serving. Prices come from ``datamill.serving.pricing``:
+``price_per_million`` (or a ``Price`` assigned to ``serving.price``) wins over the catalogue,
+and a model without either has an unknown price (``cost_usd`` returns None).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from datamill.core.fingerprint import strip_excluded
 from datamill.errors import ConfigError
-from datamill.serving.pricing import Price, resolve_price
+from datamill.serving.pricing import Price, resolve_price, unknown_price_error, warn_unknown_price
 from datamill.serving.ratelimit import ServingLimiter
 from datamill.serving.retry import RetryPolicy
 from datamill.serving.tokens import estimate_prompt_tokens
@@ -62,7 +63,10 @@ class LLMServingABC(ABC):
                 raise ConfigError(f"{name} must be a positive number or None, got {value!r}")
         self.rpm = rpm
         self.tpm = tpm
-        self.price = resolve_price(model_name, price_per_million)
+        #: USD per 1M tokens: ``price_per_million``, else the catalogue's; None when unknown.
+        #: Looked up now, so the first reply of a run never waits for the catalogue to load.
+        self.price: Price | None = resolve_price(model_name, price_per_million, self.provider)
+        self._unknown_price_warned = False
         self._limiter: ServingLimiter | None = None
 
     # --- engine-facing ---------------------------------------------------------------
@@ -109,19 +113,25 @@ class LLMServingABC(ABC):
     async def close(self) -> None:
         """Release connections; the serving can be started again by a later run."""
         self._limiter = None
+        self._unknown_price_warned = False
 
     @abstractmethod
     async def send_once(self, request: GenericRequest) -> GenericResponse:
         """One attempt at one request. Raise ``ServingError`` (with ``retryable``) on failure."""
 
-    def cost_usd(self, response: GenericResponse) -> float:
-        """What ``response`` cost in USD from its ``usage``; 0 when no price is known.
+    def cost_usd(self, response: GenericResponse) -> float | None:
+        """What ``response`` cost in USD from its ``usage``, or None when the price is unknown.
 
-        Offline (Batch API) responses get the batch discount.
+        Offline (Batch API) responses get the batch price. The first unknown cost of a run
+        logs one warning naming the model and how to give a price.
         """
-        if self.price is None:
-            return 0.0
-        return self.price.cost(response.prompt_tokens, response.completion_tokens, offline=response.offline)
+        price = self.price
+        if price is None:
+            if not self._unknown_price_warned:
+                self._unknown_price_warned = True
+                warn_unknown_price(self.model_name, self.provider)
+            return None
+        return price.cost(response.prompt_tokens, response.completion_tokens, offline=response.offline)
 
     def batch_provider(self) -> Any:
         """The ``datamill.serving.offline`` provider of this serving's Batch API."""
@@ -129,9 +139,7 @@ class LLMServingABC(ABC):
 
     def require_price(self) -> Price:
         """The price, or a ``ConfigError`` saying how to give one (for ``max_cost_usd``)."""
-        if self.price is None:
-            raise ConfigError(
-                f"no price is known for model {self.model_name!r}; pass "
-                'price_per_million={"input": ..., "output": ...} (USD per 1M tokens) to the serving'
-            )
-        return self.price
+        price = self.price
+        if price is None:
+            raise unknown_price_error(self.model_name)
+        return price

@@ -1,90 +1,157 @@
-"""Model prices in USD per 1M tokens, for cost accounting and ``max_cost_usd``.
+"""Model prices in USD per 1M tokens, for cost accounting, estimates and ``max_cost_usd``.
 
-Prices as of 2025-11-01, from the providers' public list prices (standard tier, no cached-input
-discount). They change: override them per serving with
-``price_per_million={"input": 2.5, "output": 10.0}``. Offline (Batch API) calls are billed at
-``BATCH_DISCOUNT`` of the online price by both OpenAI and Anthropic.
+Where prices come from, in order:
 
-A model name matches its own entry, else the longest entry it starts with, so dated snapshots
-(``gpt-4o-mini-2024-07-18``, ``claude-sonnet-4-5-20250929``) and ``-latest`` aliases find their
-family's price.
+1. an explicit price on the serving: ``price_per_million={"input": 2.5, "output": 10.0}`` (USD
+   per 1M tokens; ``"batch_input"`` / ``"batch_output"`` may be given too), or a ``Price``
+   assigned to ``serving.price`` (``price_per_million`` accepts a ``Price`` as well);
+2. the maintained price catalogue of ``genai-prices`` (``datamill.serving.price_catalog``),
+   read from the data bundled in the installed package — never fetched at run time;
+3. otherwise the price is **unknown**: ``LLMServingABC.cost_usd`` returns ``None``, every
+   display shows ``—`` (never ``$0`` and never another model's price), one warning per model
+   per run names the model and how to give a price, and ``max_cost_usd`` refuses to start.
+
+Why genai-prices rather than a hand-kept table, litellm's price map or tokencost: it is
+maintained (prices are checked against the providers' pages and dated, with price history),
+it works fully offline from the data bundled in its wheel (auto-update is a separate, opt-in
+``UpdatePrices`` that datamill never starts), it knows the Batch API prices of the current
+OpenAI and Anthropic models, and it is light (pure Python, ~3 MB, depends on pydantic, which
+datamill needs anyway, and httpx2; loaded only when a price is first looked up, ~0.8 s).
+litellm's ``model_prices_and_context_window.json`` is as broad but litellm is heavy (dozens
+of dependencies) and fetches the map from GitHub by default; tokencost ships a copy of that
+map, without batch prices. Refresh prices with ``pip install -U genai-prices``.
+
+Batch API (offline) responses are billed at the catalogue's batch price where it has one,
+else at the provider's documented batch discount (``BATCH_DISCOUNTS``: 50% for OpenAI and
+Anthropic).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from datamill.errors import ConfigError
 
-PRICES_AS_OF = "2025-11-01"
+log = logging.getLogger(__name__)
+
+#: The documented Batch API price as a fraction of the online price, by provider (OpenAI:
+#: platform.openai.com/docs/guides/batch; Anthropic: docs.anthropic.com, "Batch processing").
+BATCH_DISCOUNTS: dict[str, float] = {"openai": 0.5, "anthropic": 0.5}
+#: The batch discount of a provider not in ``BATCH_DISCOUNTS`` (both known providers use it).
 BATCH_DISCOUNT = 0.5
+
+HOW_TO_PRICE = (
+    'pass price_per_million={"input": ..., "output": ...} (USD per 1M tokens) to the serving, '
+    "or update the catalogue with: pip install -U genai-prices"
+)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Above ``prompt_tokens`` prompt tokens in one request, all of its tokens cost these rates."""
+
+    prompt_tokens: int
+    input: float
+    output: float
 
 
 @dataclass(frozen=True)
 class Price:
-    """USD per 1M input (prompt) tokens and per 1M output (completion) tokens."""
+    """USD per 1M input (prompt) tokens and per 1M output (completion) tokens.
+
+    ``tiers`` are long-context rates (a request whose prompt passes a tier's threshold pays
+    that tier's rates for all its tokens). ``batch`` is the Batch API price where the source
+    knows it; otherwise offline responses cost ``batch_discount`` of the online price.
+    ``source`` says where the price came from (shown in warnings and ``datamill estimate``).
+    """
 
     input: float
     output: float
+    tiers: tuple[Tier, ...] = ()
+    batch: Price | None = None
+    batch_discount: float = BATCH_DISCOUNT
+    source: str = "given"
 
     def cost(self, prompt_tokens: int, completion_tokens: int, *, offline: bool = False) -> float:
-        usd = (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
-        return usd * BATCH_DISCOUNT if offline else usd
+        """USD for one request's usage; ``offline`` for a Batch API response."""
+        if offline and self.batch is not None:
+            return self.batch.cost(prompt_tokens, completion_tokens)
+        rate_in, rate_out = self.input, self.output
+        for tier in reversed(self.tiers):
+            if prompt_tokens > tier.prompt_tokens:
+                rate_in, rate_out = tier.input, tier.output
+                break
+        usd = (prompt_tokens * rate_in + completion_tokens * rate_out) / 1_000_000
+        return usd * self.batch_discount if offline else usd
 
 
-PRICES: dict[str, Price] = {
-    # OpenAI
-    "gpt-5": Price(1.25, 10.00),
-    "gpt-5-mini": Price(0.25, 2.00),
-    "gpt-5-nano": Price(0.05, 0.40),
-    "gpt-4.1": Price(2.00, 8.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.40),
-    "gpt-4o": Price(2.50, 10.00),
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "o1": Price(15.00, 60.00),
-    "o3": Price(2.00, 8.00),
-    "o3-mini": Price(1.10, 4.40),
-    "o4-mini": Price(1.10, 4.40),
-    "gpt-3.5-turbo": Price(0.50, 1.50),
-    # Anthropic
-    "claude-opus-4-5": Price(5.00, 25.00),
-    "claude-opus-4-1": Price(15.00, 75.00),
-    "claude-opus-4": Price(15.00, 75.00),
-    "claude-sonnet-4-5": Price(3.00, 15.00),
-    "claude-sonnet-4": Price(3.00, 15.00),
-    "claude-3-7-sonnet": Price(3.00, 15.00),
-    "claude-3-5-sonnet": Price(3.00, 15.00),
-    "claude-haiku-4-5": Price(1.00, 5.00),
-    "claude-3-5-haiku": Price(0.80, 4.00),
-    "claude-3-haiku": Price(0.25, 1.25),
-    "claude-3-opus": Price(15.00, 75.00),
-}
+def find_price(model: str, provider: str | None = None) -> Price | None:
+    """The catalogue price of ``model`` at ``provider`` (None: found by the model's name).
+
+    The name must be the catalogue's own, or a dated snapshot (``-2024-07-18``, ``-20250929``)
+    or ``-latest`` alias of one; nothing fuzzier, so ``gpt-4o-minii`` has no price.
+    """
+    from datamill.serving.price_catalog import catalog_price
+
+    return catalog_price(model, provider)
 
 
-def find_price(model: str) -> Price | None:
-    """The listed price of ``model`` (exact name, else the longest listed prefix), or None."""
-    price = PRICES.get(model)
-    if price is not None:
-        return price
-    best = ""
-    for name in PRICES:
-        if model.startswith(name) and len(name) > len(best) and model[len(name) : len(name) + 1] in ("-", ""):
-            best = name
-    return PRICES[best] if best else None
-
-
-def resolve_price(model: str, override: dict[str, Any] | Price | None = None) -> Price | None:
-    """``override`` (``{"input": .., "output": ..}`` in USD per 1M tokens) or the listed price."""
+def resolve_price(
+    model: str, override: dict[str, Any] | Price | None = None, provider: str | None = None
+) -> Price | None:
+    """``override`` (``{"input": .., "output": ..}`` in USD per 1M tokens) or the catalogue price."""
     if override is None:
-        return find_price(model)
+        return find_price(model, provider)
     if isinstance(override, Price):
         return override
+    discount = BATCH_DISCOUNTS.get(provider or "", BATCH_DISCOUNT)
     try:
-        return Price(float(override["input"]), float(override["output"]))
+        unknown = set(override) - {"input", "output", "batch_input", "batch_output"}
+        if unknown:
+            raise KeyError(sorted(unknown))
+        batch = None
+        if "batch_input" in override or "batch_output" in override:
+            batch = Price(float(override["batch_input"]), float(override["batch_output"]), source="given")
+        price = Price(
+            float(override["input"]),
+            float(override["output"]),
+            batch=batch,
+            batch_discount=discount,
+            source="price_per_million",
+        )
     except (KeyError, TypeError, ValueError):
         raise ConfigError(
-            'price_per_million must look like {"input": 2.5, "output": 10.0} (USD per 1M tokens), '
-            f"got {override!r}"
+            'price_per_million must look like {"input": 2.5, "output": 10.0} (USD per 1M tokens; '
+            f'"batch_input" and "batch_output" may be added), got {override!r}'
         ) from None
+    if min(price.input, price.output) < 0:
+        raise ConfigError(f"price_per_million must not be negative, got {override!r}")
+    return price
+
+
+def add_cost(total: float | None, cost: float | None) -> float | None:
+    """``total + cost`` where ``None`` (an unknown price) makes the sum unknown."""
+    if total is None or cost is None:
+        return None
+    return total + cost
+
+
+def sum_costs(costs: Iterable[float | None]) -> float | None:
+    """The sum of ``costs``, or None when any of them is unknown (0.0 for none at all)."""
+    total: float | None = 0.0
+    for cost in costs:
+        total = add_cost(total, cost)
+    return total
+
+
+def warn_unknown_price(model: str, provider: str) -> None:
+    """The one warning of a run about a model without a price."""
+    log.warning("no price is known for model %r (%s): its cost shows as —; %s", model, provider, HOW_TO_PRICE)
+
+
+def unknown_price_error(model: str) -> ConfigError:
+    """What ``max_cost_usd`` raises over a model without a price."""
+    return ConfigError(f"max_cost_usd needs a price, and none is known for model {model!r}; {HOW_TO_PRICE}")

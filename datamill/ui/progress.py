@@ -96,10 +96,14 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+#: How every display shows a cost whose price is unknown: never $0, never a guess.
+UNKNOWN_COST = "—"
+
+
 def format_cost(cost_usd: float | None) -> str:
-    """Dollars, or "—" when the cost is unknown (a model without a known price)."""
+    """``$0.0123`` below a dollar, ``$1,234.56`` above; ``—`` when the price is unknown."""
     if cost_usd is None:
-        return "—"
+        return UNKNOWN_COST
     return f"${cost_usd:.4f}" if cost_usd < 1 else f"${cost_usd:,.2f}"
 
 

@@ -221,7 +221,9 @@ def test_a_request_cache_write_that_fails_stops_the_run_with_its_error(simulator
 
 
 @pytest.mark.parametrize("fault", ["raise_in_cache_put:2", "raise_in_journal_append:3"])
-def test_a_write_failure_stops_sending_at_once_and_names_the_file(make_simulator, tmp_path: Path, fault) -> None:
+def test_a_write_failure_stops_sending_at_once_and_names_the_file(
+    make_simulator, tmp_path: Path, fault
+) -> None:
     """A full disk (injected): the run stops sending the moment a write fails, says which file
     and what to do, and a rerun pays again for at most the calls that were on the wire."""
     import os
@@ -247,7 +249,9 @@ def test_a_write_failure_stops_sending_at_once_and_names_the_file(make_simulator
     assert answered < 200, answered  # stopped at once, not after the 2,000 rows
 
     del env["DATAMILL_FAULT"]
-    again = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0, again.stderr
     stats = sim.stats()
     assert stats["answered"] == 2000 + stats["duplicates"]

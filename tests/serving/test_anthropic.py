@@ -9,7 +9,7 @@ import pytest
 from datamill import BatchedFileStorage, BatchedPipelineABC, PromptedGenerator
 from datamill.errors import ServingError
 from datamill.serving.anthropic import AnthropicLLMServing, messages_url
-from datamill.serving.pricing import PRICES
+from datamill.serving.pricing import find_price
 from datamill.serving.structured import response_format_for
 from tests.serving.serving_helpers import FAST_RETRY, OneStepPipeline, read_jsonl, write_rows
 
@@ -46,7 +46,8 @@ def test_a_pipeline_over_anthropic_completes_and_costs_usage_times_price(sim, tm
     assert all(r["reply"].endswith(f"Say: row number {r['id']}") for r in out)
     assert stats["answered"] == 50 and stats["duplicate_client_keys"] == []
     assert summary.steps[0].retries == stats["server_errors"] + stats["malformed"] > 0
-    price = PRICES["claude-sonnet-4-5"]
+    price = find_price("claude-sonnet-4-5", "anthropic")
+    assert price is not None
     expected = (stats["prompt_tokens"] * price.input + stats["completion_tokens"] * price.output) / 1e6
     assert summary.cost_usd == pytest.approx(expected, rel=1e-9)
 

@@ -51,6 +51,7 @@ class StructuredGenerator(PromptedGenerator):
         self._model = model
 
     def run(self, storage: Any, input_key: str = "raw_content") -> None:  # type: ignore[override]
+        self.llm_serving.require_structured_output("json_schema", "StructuredGenerator")
         Operator.run(self, storage, input_key=input_key)
 
     def output_keys(self, call: dict[str, Any]) -> list[str]:

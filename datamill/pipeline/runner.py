@@ -21,17 +21,17 @@ from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row, count_rows, open_reader, open_writer
 from datamill.core.state import StateDB
 from datamill.errors import ConfigError
-from datamill.operators.base import Dropped, Failed, LLMOperator, MissingInputError, Outcome
+from datamill.operators.base import Dropped, Failed, LLMOperator, Outcome
 from datamill.pipeline.budget import Budget
 from datamill.pipeline.committer import GroupCommitter, PendingBatch
 from datamill.pipeline.llm_batch import LLMBatchResult, compute_llm_batch
+from datamill.pipeline.offline_requests import offline_step_requests
 from datamill.pipeline.plan import StepPlan
 from datamill.pipeline.progress import ProgressSink
 from datamill.pipeline.summary import RunSummary, StepSummary
 from datamill.serving.base import LLMServingABC
 from datamill.serving.dispatch import RequestDispatcher
 from datamill.serving.offline.engine import prepare_offline_step
-from datamill.serving.types import GenericRequest
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,9 @@ class PipelineRunner:
                 offline = await prepare_offline_step(
                     op.llm_serving,
                     step=step.index,
-                    requests=lambda: _step_requests(op, step.call, reader.iter_from(position.in_position)),
+                    requests=lambda: offline_step_requests(
+                        op, step.call, reader.iter_from(position.in_position), self.cache
+                    ),
                     cache=self.cache,
                     state_path=self.state.path,
                     label=step.label,
@@ -307,15 +309,6 @@ class PipelineRunner:
         summary.load_totals(
             self.state.step_totals(step.index), self.state.failures(step.index, limit=FAILURE_SAMPLES)
         )
-
-
-def _step_requests(op: LLMOperator, call: dict, rows: Iterator[tuple[Row, int]]) -> Iterator[GenericRequest]:
-    """Every request of ``rows``, for the offline path; rows missing their input are skipped."""
-    for row, _ in rows:
-        try:
-            yield from op.build_requests(row, call)
-        except MissingInputError:
-            continue
 
 
 def _safe_count(step: StepPlan) -> int | None:

@@ -11,7 +11,9 @@ every operator using the serving; prices come from ``datamill.serving.pricing`` 
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import difflib
+import inspect
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 from datamill.core.fingerprint import strip_excluded
@@ -23,7 +25,41 @@ from datamill.serving.tokens import estimate_prompt_tokens
 from datamill.serving.types import GenericRequest, GenericResponse
 
 
-class LLMServingABC(ABC):
+class ExplicitOptions(ABCMeta):
+    """Servings refuse what they do not know: an unknown keyword is a ``ConfigError`` naming the
+    closest valid option, raised before the serving exists, so nothing is ever sent with it.
+
+    Every option is a named parameter of the class's ``__init__`` (what ``help()`` and
+    ``inspect.signature`` show); a misspelt option would otherwise be a generation parameter
+    sent to the provider, put in every request key and paid for.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        check_options(cls, args, kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+def check_options(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise ``ConfigError`` unless ``cls(*args, **kwargs)`` matches ``cls.__init__``."""
+    signature = inspect.signature(cls.__init__)
+    accepted = list(signature.parameters)[1:]
+    kinds = {p.kind for p in signature.parameters.values()}
+    if inspect.Parameter.VAR_KEYWORD not in kinds:
+        for name in kwargs:
+            if name not in signature.parameters:
+                close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(
+                    f"{cls.__name__} has no option {name!r}: {hint}Its options are {', '.join(accepted)}; "
+                    "other generation parameters go in params={...}"
+                )
+    try:
+        signature.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+
+class LLMServingABC(metaclass=ExplicitOptions):
     """Base of every LLM backend.
 
     Subclasses set ``provider`` and ``model_name`` and implement ``send_once``. ``params`` are
@@ -32,11 +68,15 @@ class LLMServingABC(ABC):
     can return ``n`` choices; where it cannot, ``build_requests(..., n=k)`` makes k salted
     requests. ``invalid_reply_retries`` bounds how often a reply that fails an operator's
     validation is asked again (an operator's own attribute of that name wins).
+    ``structured_output`` names the ``response_format`` types the backend honours
+    (``json_schema``, ``json_object``); an operator asking for another fails ``compile()``.
+    Constructors take named options only (``ExplicitOptions``).
     """
 
     provider: str = "generic"
     supports_n: bool = True
     invalid_reply_retries: int = 2
+    structured_output: frozenset[str] = frozenset({"json_schema", "json_object"})
     #: Run this serving's steps through the provider's Batch API (``datamill.serving.offline``).
     use_offline_batch_generation: bool = False
     #: With offline batches: poll every SECONDS until the jobs end (None: stop after submitting).
@@ -122,6 +162,15 @@ class LLMServingABC(ABC):
         if self.price is None:
             return 0.0
         return self.price.cost(response.prompt_tokens, response.completion_tokens, offline=response.offline)
+
+    def require_structured_output(self, kind: str, asked_by: str, instead: str = "") -> None:
+        """Raise ``ConfigError`` unless this backend honours ``response_format`` type ``kind``."""
+        if kind not in self.structured_output:
+            supported = ", ".join(sorted(self.structured_output)) or "no structured output"
+            raise ConfigError(
+                f"{asked_by} asks {type(self).__name__} ({self.model_name!r}) for {kind} replies, but "
+                f"this backend supports {supported}. {instead or 'Use a backend that supports it.'}"
+            )
 
     def batch_provider(self) -> Any:
         """The ``datamill.serving.offline`` provider of this serving's Batch API."""

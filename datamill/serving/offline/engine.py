@@ -139,9 +139,9 @@ class _OfflineRun:
         """Settle, poll, ingest and submit once; True when nothing is left running."""
         if first:
             await self.settle_unrecorded()
-        await self.poll()
-        if first or self.store.has_retry(self.step):
-            await self.submit_remaining()
+        ingested = await self.poll()
+        if first or ingested or self.store.has_retry(self.step):
+            await self.submit_remaining()  # answers may call for more: invalid replies' retries
         live = self.store.chunks(self.step, LIVE_STATES)
         if not live:
             return True
@@ -211,8 +211,8 @@ class _OfflineRun:
 
     # --- polling and ingestion -------------------------------------------------------------
 
-    async def poll(self) -> None:
-        """Poll every live job; ingest the ended ones.
+    async def poll(self) -> bool:
+        """Poll every live job; ingest the ended ones (True when any was ingested).
 
         The next job's status and results are fetched while the current one is ingested (one
         job ahead, so at most two jobs' results are in memory): the provider's side of the
@@ -220,6 +220,7 @@ class _OfflineRun:
         """
         chunks = self.store.chunks(self.step, ("submitted",))
         fetches: list[asyncio.Future[tuple[JobInfo, list[LineResult] | None]]] = []
+        ingested = False
         try:
             for index, chunk in enumerate(chunks):
                 if not fetches:
@@ -233,9 +234,11 @@ class _OfflineRun:
                     self.reject_failed_job(chunk, job)
                 else:
                     await self.ingest(chunk, job, lines)
+                    ingested = True
         finally:
             for fetch in fetches:
                 fetch.cancel()
+        return ingested
 
     async def _fetch(self, chunk: ChunkRecord) -> tuple[JobInfo, list[LineResult] | None]:
         assert chunk.job_id is not None

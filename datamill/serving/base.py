@@ -12,8 +12,9 @@ every operator using the serving; prices come from ``datamill.serving.pricing`` 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
-from abc import ABCMeta, abstractmethod
+from abc import ABC, abstractmethod
 from typing import Any
 
 from datamill.core.fingerprint import strip_excluded
@@ -25,41 +26,36 @@ from datamill.serving.tokens import estimate_prompt_tokens
 from datamill.serving.types import GenericRequest, GenericResponse
 
 
-class ExplicitOptions(ABCMeta):
-    """Servings refuse what they do not know: an unknown keyword is a ``ConfigError`` naming the
-    closest valid option, raised before the serving exists, so nothing is ever sent with it.
-
-    Every option is a named parameter of the class's ``__init__`` (what ``help()`` and
-    ``inspect.signature`` show); a misspelt option would otherwise be a generation parameter
-    sent to the provider, put in every request key and paid for.
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        check_options(cls, args, kwargs)
-        return super().__call__(*args, **kwargs)
-
-
-def check_options(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Raise ``ConfigError`` unless ``cls(*args, **kwargs)`` matches ``cls.__init__``."""
-    signature = inspect.signature(cls.__init__)
+def check_options(owner: str, init: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise ``ConfigError`` unless ``init(self, *args, **kwargs)`` matches its signature; an
+    unknown keyword names the closest valid option (``difflib``)."""
+    signature = inspect.signature(init)
     accepted = list(signature.parameters)[1:]
-    kinds = {p.kind for p in signature.parameters.values()}
-    if inspect.Parameter.VAR_KEYWORD not in kinds:
+    if all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
         for name in kwargs:
             if name not in signature.parameters:
                 close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.5)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise ConfigError(
-                    f"{cls.__name__} has no option {name!r}: {hint}Its options are {', '.join(accepted)}; "
+                    f"{owner} has no option {name!r}: {hint}its options are {', '.join(accepted)}; "
                     "other generation parameters go in params={...}"
                 )
     try:
         signature.bind(None, *args, **kwargs)
     except TypeError as exc:
-        raise ConfigError(f"{cls.__name__}: {exc}") from None
+        raise ConfigError(f"{owner}: {exc}") from None
 
 
-class LLMServingABC(metaclass=ExplicitOptions):
+def _checked(owner: str, init: Any) -> Any:
+    @functools.wraps(init)  # keeps the signature that help() and inspect.signature show
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        check_options(owner, init, args, kwargs)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+class LLMServingABC(ABC):
     """Base of every LLM backend.
 
     Subclasses set ``provider`` and ``model_name`` and implement ``send_once``. ``params`` are
@@ -70,7 +66,10 @@ class LLMServingABC(metaclass=ExplicitOptions):
     validation is asked again (an operator's own attribute of that name wins).
     ``structured_output`` names the ``response_format`` types the backend honours
     (``json_schema``, ``json_object``); an operator asking for another fails ``compile()``.
-    Constructors take named options only (``ExplicitOptions``).
+    Constructors take named options only: an unknown keyword is a ``ConfigError`` naming the
+    closest valid option, raised before the serving exists, so nothing is ever sent with it
+    (a misspelt option would otherwise be a generation parameter sent to the provider, put in
+    every request key and paid for). Subclasses get the check by defining ``__init__``.
     """
 
     provider: str = "generic"
@@ -81,6 +80,11 @@ class LLMServingABC(metaclass=ExplicitOptions):
     use_offline_batch_generation: bool = False
     #: With offline batches: poll every SECONDS until the jobs end (None: stop after submitting).
     offline_batch_generation_block_until_done: float | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _checked(cls.__name__, cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def __init__(
         self,

@@ -368,5 +368,4 @@ def parse_result_lines(content: bytes) -> list[LineResult]:
 
 
 #: What ``datamill.serving.registry`` reads.
-SERVING = AnthropicLLMServing
 BATCH_PROVIDER = AnthropicBatchProvider

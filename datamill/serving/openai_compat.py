@@ -292,5 +292,4 @@ def parse_result_lines(content: bytes) -> list[LineResult]:
 
 
 #: What ``datamill.serving.registry`` reads.
-SERVING = APILLMServing_request
 BATCH_PROVIDER = OpenAIBatchProvider

@@ -1,8 +1,9 @@
 """The providers datamill knows, by the name recorded with their requests and batch jobs.
 
 Each provider is one module (``datamill.serving.openai_compat``, ``datamill.serving.anthropic``)
-that defines ``NAME``, ``KEY_ENV`` (the environment variable its key is read from), ``SERVING``
-(its online serving class) and ``BATCH_PROVIDER`` (its Batch API class). Adding a provider is that module plus one line in
+that defines ``NAME``, ``KEY_ENV`` (the environment variable its key is read from), its online
+serving class and ``BATCH_PROVIDER`` (its Batch API class, which reads and cancels the jobs
+recorded under ``NAME``: ``datamill jobs``). Adding a provider is that module plus one line in
 ``PROVIDER_MODULES`` (docs/providers.md). Modules are imported on first use, so the registry
 costs nothing at ``import datamill`` and imports no serving module at its own import: no cycle.
 """
@@ -38,11 +39,6 @@ def key_env(name: str) -> str:
 def batch_provider_for_record(name: str, base_url: str, api_key: str | None) -> Any:
     """A ``BatchProvider`` able to read and cancel recorded jobs (it encodes no requests)."""
     return provider_module(name).BATCH_PROVIDER(base_url, api_key, _no_body)
-
-
-def serving_class(name: str) -> type:
-    """The online serving class of provider ``name``."""
-    return provider_module(name).SERVING  # type: ignore[no-any-return]
 
 
 def _no_body(request: Any) -> dict[str, Any]:

@@ -53,6 +53,11 @@ def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
     return [f"{_path(error.absolute_path)}: {error.message}" for error in errors]
 
 
+def check_schema(schema: dict[str, Any]) -> None:
+    """``ConfigError`` unless ``schema`` is a valid JSON schema (at construction, not per reply)."""
+    _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode())
+
+
 @functools.lru_cache(maxsize=64)
 def _validator(schema_json: str) -> Any:
     """A checked validator per distinct schema (building one costs far more than using it)."""

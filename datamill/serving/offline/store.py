@@ -314,14 +314,6 @@ class OfflineStore:
                 "UPDATE offline_batch_jobs SET state='collected' WHERE step=? AND state='ingested'", (step,)
             )
 
-    def request_counts(self, step: int) -> dict[str, int]:
-        return {
-            r[0]: int(r[1])
-            for r in self.conn.execute(
-                "SELECT state, COUNT(*) FROM offline_requests WHERE step=? GROUP BY state", (step,)
-            )
-        }
-
 
 class _Txn:
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -131,7 +131,7 @@ class RequestCache:
             part = keys[start : start + 500]
             marks = ",".join("?" * len(part))
             query = f"SELECT key, response FROM request_cache WHERE key IN ({marks})"
-            found.update((key, json.loads(response)) for key, response in conn.execute(query, part))
+            found.update((key, orjson.loads(response)) for key, response in conn.execute(query, part))
         return found
 
     def put_many(self, items: list[tuple[str, dict[str, Any] | str]]) -> None:

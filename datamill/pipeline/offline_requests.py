@@ -4,10 +4,10 @@ Online, a reply that fails the operator's validation is asked again at once with
 request (``llm_batch.salted``). Offline the replies arrive in batch jobs, so the same retry is a
 resubmission: each time the offline engine walks the step's requests, a row whose answers are
 all in the cache is checked by the operator, and an invalid reply adds the row's next salted
-attempt, up to the same bound as online. When the step's batches then run, the dispatcher finds
-every attempt in the cache (or recorded as failed), and a row still invalid after the last
-attempt fails with its reason, as it would online.
-"""
+attempt, up to the same bound as online. Operators that take any reply (``validates_replies``
+false: plain generators) are not checked, so their cached replies are never read here. When
+the step's batches then run, the dispatcher finds every attempt in the cache (or recorded as
+failed), and a row still invalid after the last attempt fails with its reason, as online."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def offline_step_requests(
     are skipped (they fail when the step runs)."""
     bound = getattr(op, "invalid_reply_retries", None)
     retries = int(bound if bound is not None else getattr(op.llm_serving, "invalid_reply_retries", 0))
+    if not op.validates_replies:
+        retries = 0  # any reply will do: no need to read the cached ones
     group: list[tuple[Row, list[GenericRequest]]] = []
     for row, _ in rows:
         try:
@@ -51,6 +53,10 @@ def _walk(
     retries: int,
 ) -> Iterator[GenericRequest]:
     """The group's requests, attempt after attempt while every reply is cached and invalid."""
+    if not retries:
+        for _, requests in group:
+            yield from requests
+        return
     attempt = 0
     while group and attempt <= retries:
         answers = cache.get_many([request.key for _, requests in group for request in requests])

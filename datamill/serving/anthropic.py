@@ -155,7 +155,9 @@ class AnthropicLLMServing(HTTPLLMServing):
 
     The key comes from ``api_key`` or ``ANTHROPIC_API_KEY`` and is sent as ``x-api-key`` only.
     The options are ``HTTPLLMServing``'s (see there); ``max_tokens`` defaults to 1024 because the
-    API requires it. ``response_format`` becomes a forced tool call (module docstring).
+    API requires it, ``stop`` is sent as ``stop_sequences``, and ``seed`` stays in the request key
+    but is not sent (the Messages API has none). ``response_format`` becomes a forced tool call
+    (module docstring).
 
     ``use_offline_batch_generation=True`` runs the serving's steps through the Message Batches
     API (one batch line per request; ``build_requests(..., n=k)`` already makes k salted

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from datamill import (
     LocalModelLLMServing_transformers,
     StructuredGenerator,
 )
-from datamill.errors import ConfigError, InvalidResponseError
+from datamill.errors import ConfigError, InvalidResponseError, ServingError
 from datamill.serving.base import LLMServingABC
 from datamill.serving.structured import validate_reply
 from tests.serving.serving_helpers import FAST_RETRY, read_jsonl, write_rows
@@ -144,3 +145,15 @@ def test_a_local_backend_without_structured_output_fails_compile_saying_so(tmp_p
     with pytest.raises(ConfigError, match="use_response_format=False"):
         JudgePipeline(source, tmp_path / "b", local).compile()
     JudgePipeline(source, tmp_path / "c", local, use_response_format=False).compile()
+
+
+def test_vllm_states_guided_decoding_and_asks_for_a_vllm_that_has_it(tmp_path: Path) -> None:
+    from datamill.serving.local_vllm import LocalModelLLMServing_vllm, guided_decoding
+
+    serving = LocalModelLLMServing_vllm("some/model")
+    assert serving.structured_output == {"json_schema", "json_object"}
+    QuizPipeline(write_rows(tmp_path / "in.jsonl", 2), tmp_path / "cache", serving).compile()
+    assert guided_decoding(None) == {}
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ServingError, match=r"no guided decoding .*pip install 'vllm>=0.6.3'"):
+            guided_decoding({"type": "json_schema", "json_schema": {"name": "q", "schema": QUIZ}})

@@ -188,6 +188,7 @@ class PipelineRunner:
                     cache=self.cache,
                     state_path=self.state.path,
                     label=step.label,
+                    recheck_answers=op.validates_replies,
                 )
                 self.dispatcher.add_offline(offline)
                 # Batch answers went into the cache by the offline store's own connection:

@@ -80,19 +80,24 @@ async def prepare_offline_step(
     state_path: Path,
     label: str = "",
     max_attempts: int = MAX_ATTEMPTS,
+    recheck_answers: bool = False,
 ) -> OfflineStepResult:
     """Settle every request of a step through the Batch API, or raise ``...NotFinished``.
 
     ``serving`` provides ``batch_provider()`` and ``offline_batch_generation_block_until_done``;
     ``requests`` returns a fresh iterator over the step's remaining requests each time it is
-    called (it is walked once per round that may need to submit).
+    called (it is walked once per round that may need to submit). ``recheck_answers``: the
+    iterator's requests depend on the answers (retries of invalid replies), so it is walked
+    again after each round that stored answers.
     """
     provider: BatchProvider = serving.batch_provider()
     block = getattr(serving, "offline_batch_generation_block_until_done", None)
     if block is not None and block <= 0:
         raise ConfigError("offline_batch_generation_block_until_done must be a number of seconds > 0")
     store = OfflineStore(state_path)
-    run = _OfflineRun(provider, store, cache, step, requests, label or f"step {step}", max_attempts)
+    run = _OfflineRun(
+        provider, store, cache, step, requests, label or f"step {step}", max_attempts, recheck_answers
+    )
     try:
         store.release_reported(step)
         if block is None:
@@ -122,6 +127,7 @@ class _OfflineRun:
         requests: Callable[[], Iterable[GenericRequest]],
         label: str,
         max_attempts: int,
+        recheck_answers: bool = False,
     ) -> None:
         self.provider = provider
         self.store = store
@@ -132,6 +138,7 @@ class _OfflineRun:
         self.max_attempts = max_attempts
         self.started = time.monotonic()
         self.submitted_now = 0
+        self.recheck_answers = recheck_answers
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -140,8 +147,8 @@ class _OfflineRun:
         if first:
             await self.settle_unrecorded()
         ingested = await self.poll()
-        if first or ingested or self.store.has_retry(self.step):
-            await self.submit_remaining()  # answers may call for more: invalid replies' retries
+        if first or (ingested and self.recheck_answers) or self.store.has_retry(self.step):
+            await self.submit_remaining()
         live = self.store.chunks(self.step, LIVE_STATES)
         if not live:
             return True

@@ -157,3 +157,27 @@ def test_vllm_states_guided_decoding_and_asks_for_a_vllm_that_has_it(tmp_path: P
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(ServingError, match=r"no guided decoding .*pip install 'vllm>=0.6.3'"):
             guided_decoding({"type": "json_schema", "json_schema": {"name": "q", "schema": QUIZ}})
+
+
+def test_without_blocking_each_rerun_collects_and_resubmits_invalid_replies_until_the_bound(
+    sim, tmp_path: Path
+) -> None:
+    import time
+
+    from datamill import OfflineBatchGenerationNotFinished
+
+    sim.configure(invalid_reply_rate=1.0, batch_processing_seconds=0.05, batch_validating_seconds=0.0)
+    serving = anthropic(sim, use_offline_batch_generation=True)
+    pipeline = QuizPipeline(write_rows(tmp_path / "in.jsonl", 3), tmp_path / "cache", serving)
+    submitted: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            summary = pipeline.forward(batch_size=2)
+            break
+        except OfflineBatchGenerationNotFinished:
+            submitted.append(sim.stats()["batch_requests"])
+            time.sleep(0.2)
+    # the first try, then one resubmission per rerun that found the previous one ended
+    assert sorted(set(submitted)) == [3, 6, 9] and sim.stats()["batch_requests"] == 9
+    assert summary.rows_failed == 3

@@ -67,7 +67,7 @@ class LLMServingABC(ABC):
     ``structured_output`` names the ``response_format`` types the backend honours
     (``json_schema``, ``json_object``); an operator asking for another fails ``compile()``.
     Constructors take named options only: an unknown keyword is a ``ConfigError`` naming the
-    closest valid option, raised before the serving exists, so nothing is ever sent with it
+    closest valid option, raised before the constructor runs, so nothing is ever sent with it
     (a misspelt option would otherwise be a generation parameter sent to the provider, put in
     every request key and paid for). Subclasses get the check by defining ``__init__``.
     """

@@ -54,6 +54,11 @@ def test_a_schema_is_asked_as_a_forced_tool_whose_input_schema_is_the_schema() -
         response_format=response_format_for({**schema, "required": []}, "answer"),
     )
     assert other.key != request.key  # the schema is part of the request key
+    loose = request_body(
+        serving.build_request([{"role": "user", "content": "hi"}], response_format={"type": "json_object"})
+    )
+    assert loose["tools"][0]["input_schema"] == {"type": "object"}
+    assert loose["tool_choice"] == {"type": "tool", "name": "response"}
 
 
 def test_the_reply_is_the_tool_use_input_and_a_reply_without_one_is_its_text() -> None:

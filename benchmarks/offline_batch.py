@@ -33,8 +33,8 @@ from datamill.operators.generate import PromptedGenerator  # noqa: E402
 from datamill.pipeline.base import BatchedPipelineABC  # noqa: E402
 from datamill.pipeline.storage import BatchedFileStorage  # noqa: E402
 from datamill.serving.offline import engine  # noqa: E402
-from datamill.serving.offline.provider import provider_for_record  # noqa: E402
 from datamill.serving.openai_compat import APILLMServing_request  # noqa: E402
+from datamill.serving.registry import batch_provider_for_record  # noqa: E402
 from datamill.simulator.server import run_simulator_process  # noqa: E402
 
 
@@ -74,7 +74,7 @@ class Timer:
 
 async def wait_for_jobs(jobs: list[dict]) -> float:
     started = time.monotonic()
-    provider = provider_for_record("openai", jobs[0]["base_url"], None)
+    provider = batch_provider_for_record("openai", jobs[0]["base_url"], None)
     try:
         pending = {job["job_id"] for job in jobs}
         while pending:

@@ -1,9 +1,11 @@
 """What every example shares: where the model endpoint is, and where the files go.
 
 ``DATAMILL_API_BASE`` — an OpenAI-compatible API base, e.g. ``https://api.openai.com/v1``
-(the key comes from ``OPENAI_API_KEY``). Unset, the example starts the bundled provider
-simulator on a free loopback port for the duration of the run, so it needs no account.
-``DATAMILL_MODEL`` — the model name (``gpt-4o-mini`` by default).
+(the key comes from ``OPENAI_API_KEY``), or Anthropic's ``https://api.anthropic.com`` with
+``DATAMILL_PROVIDER=anthropic`` (key from ``ANTHROPIC_API_KEY``; examples that say so). Unset,
+the example starts the bundled provider simulator on a free loopback port for the duration of
+the run, so it needs no account.
+``DATAMILL_MODEL`` — the model name (``gpt-4o-mini``, or ``claude-haiku-4-5`` for Anthropic).
 ``DATAMILL_EXAMPLE_CACHE`` — the cache directory (``./demo_cache/<example>`` by default);
 rerunning an example resumes there and sends nothing it already has.
 """
@@ -30,12 +32,19 @@ def api_base() -> Iterator[str]:
     from datamill.simulator import run_simulator_process
 
     with run_simulator_process(batch_processing_seconds=0.5) as simulator:
-        print(f"DATAMILL_API_BASE is not set: using a local simulator at {simulator.openai_base}")
-        yield simulator.openai_base
+        url = simulator.anthropic_base if provider() == "anthropic" else simulator.openai_base
+        print(f"DATAMILL_API_BASE is not set: using a local simulator at {url}")
+        yield url
+
+
+def provider() -> str:
+    """``DATAMILL_PROVIDER``: ``openai`` (any OpenAI-compatible endpoint, the default) or ``anthropic``."""
+    return os.environ.get("DATAMILL_PROVIDER", "openai")
 
 
 def model_name() -> str:
-    return os.environ.get("DATAMILL_MODEL", "gpt-4o-mini")
+    default = "claude-haiku-4-5" if provider() == "anthropic" else "gpt-4o-mini"
+    return os.environ.get("DATAMILL_MODEL", default)
 
 
 def cache_dir(example: str) -> Path:

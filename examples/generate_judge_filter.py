@@ -9,6 +9,17 @@ Point it at a real OpenAI-compatible endpoint (the judge asks for JSON via ``res
     export DATAMILL_API_BASE=https://api.openai.com/v1 OPENAI_API_KEY=sk-... DATAMILL_MODEL=gpt-4o-mini
     python examples/generate_judge_filter.py
 
+or at Anthropic (the judge's schema becomes a forced tool call)::
+
+    export DATAMILL_PROVIDER=anthropic DATAMILL_API_BASE=https://api.anthropic.com ANTHROPIC_API_KEY=...
+    python examples/generate_judge_filter.py
+
+``DATAMILL_POLL_SECONDS=5`` runs both LLM steps through the provider's Batch API instead (about
+half the price), polling every 5 seconds until the jobs end. A judge reply that is not a score
+in the schema is asked again (a resubmitted request in Batch API mode), twice at most; a row
+whose judge never answers in the schema fails and is reported (``datamill status``), up to
+``allowed_failure_fraction`` of the input.
+
 Rows scored below ``MIN_SCORE`` leave the last step's file; the state database counts them
 (``datamill status`` shows "score below 6"). Raising ``MIN_SCORE`` and rerunning reruns only the
 filter: answers and scores come from the cache.
@@ -16,9 +27,12 @@ filter: answers and scores come from the cache.
 
 from __future__ import annotations
 
-from example_support import api_base, cache_dir, model_name, show, write_input
+import os
+
+from example_support import api_base, cache_dir, model_name, provider, show, write_input
 
 from datamill import (
+    AnthropicLLMServing,
     APILLMServing_request,
     BatchedFileStorage,
     BatchedPipelineABC,
@@ -33,6 +47,8 @@ LEVELS = ["a ten-year-old", "a university student", "a busy executive", "a retir
 
 
 class AnswerJudgeFilter(BatchedPipelineABC):
+    allowed_failure_fraction = 0.25
+
     def __init__(self, api_url: str) -> None:
         super().__init__()
         cache = cache_dir("judge")
@@ -43,7 +59,15 @@ class AnswerJudgeFilter(BatchedPipelineABC):
         self.storage = BatchedFileStorage(
             str(write_input(cache, "questions.jsonl", rows)), cache_path=str(cache), file_name_prefix="judge"
         )
-        self.llm = APILLMServing_request(api_url=api_url, model_name=model_name(), max_workers=16)
+        poll = os.environ.get("DATAMILL_POLL_SECONDS")
+        serving = AnthropicLLMServing if provider() == "anthropic" else APILLMServing_request
+        self.llm = serving(
+            api_url=api_url,
+            model_name=model_name(),
+            max_workers=16,
+            use_offline_batch_generation=poll is not None,
+            offline_batch_generation_block_until_done=float(poll) if poll else None,
+        )
         self.explain = PromptTemplateGenerator(
             self.llm,
             template="Explain {topic} to {audience} in three sentences.",

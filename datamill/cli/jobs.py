@@ -95,7 +95,8 @@ def _record(job: dict[str, Any]) -> dict[str, Any]:
 async def _talk(
     jobs: list[dict[str, Any]], *, cancel: bool, key_env: str | None
 ) -> dict[str, dict[str, Any]]:
-    from datamill.serving.offline.provider import KEY_ENV, provider_for_record
+    from datamill.serving.registry import batch_provider_for_record
+    from datamill.serving.registry import key_env as provider_key_env
 
     updates: dict[str, dict[str, Any]] = {}
     providers: dict[tuple[str, str], Any] = {}
@@ -105,8 +106,8 @@ async def _talk(
                 continue
             where = (job["provider"], job["base_url"])
             if where not in providers:
-                key = os.environ.get(key_env or KEY_ENV.get(job["provider"], ""))
-                providers[where] = provider_for_record(job["provider"], job["base_url"], key)
+                key = os.environ.get(key_env or provider_key_env(job["provider"]))
+                providers[where] = batch_provider_for_record(job["provider"], job["base_url"], key)
             provider = providers[where]
             info = await (provider.cancel_job(job["job_id"]) if cancel else provider.get_job(job["job_id"]))
             updates[job["job_id"]] = {

@@ -118,6 +118,10 @@ class LLMOperator(Operator):
     """An operator whose rows come from model calls through ``self.llm_serving``."""
 
     llm_serving: LLMServingABC
+    #: Whether ``apply_responses`` may refuse a reply (``InvalidResponseError``). The offline
+    #: path then checks each cached reply to resubmit the invalid ones; it skips that work for
+    #: operators that take any reply.
+    validates_replies: bool = True
 
     def build_requests(self, row: Row, call: dict[str, Any]) -> list[GenericRequest]:
         """The requests for one row; raise ``MissingInputError`` if the row lacks its input."""

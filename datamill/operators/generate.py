@@ -50,6 +50,11 @@ class SamplingGenerator(LLMOperator):
         self.n = n
         self.n_mode = n_mode
 
+    @property
+    def validates_replies(self) -> bool:  # type: ignore[override]
+        """Only a generator whose ``parse_text`` is its own refuses replies."""
+        return type(self).parse_text is not SamplingGenerator.parse_text
+
     def build_messages(self, row: Row, call: dict[str, Any]) -> list[dict[str, Any]]:
         """The chat messages for one row; raise ``MissingInputError`` if the row lacks input."""
         raise NotImplementedError(f"{type(self).__name__} must implement build_messages()")

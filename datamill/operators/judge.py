@@ -85,6 +85,10 @@ class LLMScorer(SamplingGenerator):
         self.use_response_format = use_response_format
 
     def run(self, storage: Any, input_key: str | list[str] = "generated_content") -> None:  # type: ignore[override]
+        if self.use_response_format:
+            self.llm_serving.require_structured_output(
+                "json_schema", "LLMScorer", "Pass use_response_format=False to parse scores from free text."
+            )
         super().run(storage, input_key=input_key)
 
     def output_keys(self, call: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ from datamill.errors import ConfigError
 from datamill.operators.base import Operator
 from datamill.operators.generate import PromptedGenerator
 from datamill.serving.base import LLMServingABC
-from datamill.serving.structured import response_format_for, schema_and_model, validate_reply
+from datamill.serving.structured import check_schema, response_format_for, schema_and_model, validate_reply
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -39,6 +39,7 @@ class StructuredGenerator(PromptedGenerator):
     ) -> None:
         super().__init__(llm_serving, system_prompt, user_prompt, n=n, n_mode=n_mode)
         schema, model = schema_and_model(json_schema)
+        check_schema(schema)
         if not isinstance(schema.get("properties"), dict) or not schema["properties"]:
             raise ConfigError("json_schema must describe an object with properties: they become the columns")
         name = schema_name or (model.__name__ if model is not None else "response")
@@ -51,6 +52,7 @@ class StructuredGenerator(PromptedGenerator):
         self._model = model
 
     def run(self, storage: Any, input_key: str = "raw_content") -> None:  # type: ignore[override]
+        self.llm_serving.require_structured_output("json_schema", "StructuredGenerator")
         Operator.run(self, storage, input_key=input_key)
 
     def output_keys(self, call: dict[str, Any]) -> list[str]:

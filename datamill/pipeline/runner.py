@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from datamill.core.ledger import Ledger, PendingBatch, StepLog
 from datamill.core.rowfiles import Row, count_rows, open_reader
 from datamill.errors import ConfigError
-from datamill.operators.base import Dropped, Failed, LLMOperator, MissingInputError, Outcome
+from datamill.operators.base import Dropped, Failed, LLMOperator, Outcome
 from datamill.pipeline.budget import Budget
 from datamill.pipeline.llm_batch import compute_llm_batch
+from datamill.pipeline.offline_requests import offline_step_requests
 from datamill.pipeline.plan import StepPlan
 from datamill.pipeline.progress import ProgressSink
 from datamill.pipeline.summary import RunSummary, StepSummary
 from datamill.serving.base import LLMServingABC
 from datamill.serving.dispatch import RequestDispatcher
 from datamill.serving.offline.engine import prepare_offline_step
-from datamill.serving.types import GenericRequest
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +176,12 @@ class PipelineRunner:
                 offline = await prepare_offline_step(
                     op.llm_serving,
                     step=step.index,
-                    requests=lambda: _step_requests(op, step.call, reader.iter_from(position.in_position)),
+                    requests=lambda: offline_step_requests(
+                        op, step.call, reader.iter_from(position.in_position), self.ledger
+                    ),
                     ledger=self.ledger,
                     label=step.label,
+                    recheck_answers=op.validates_replies,
                 )
                 self.dispatcher.offline_failures.update(offline.failures)
             if isinstance(op, LLMOperator):
@@ -305,15 +308,6 @@ async def _settle(ledger: Ledger) -> None:
 
 def _mark_done(conn: sqlite3.Connection, step: int) -> None:
     conn.execute("UPDATE steps SET status='done', updated_at=? WHERE step=?", (time.time(), step))
-
-
-def _step_requests(op: LLMOperator, call: dict, rows: Iterator[tuple[Row, int]]) -> Iterator[GenericRequest]:
-    """Every request of ``rows``, for the offline path; rows missing their input are skipped."""
-    for row, _ in rows:
-        try:
-            yield from op.build_requests(row, call)
-        except MissingInputError:
-            continue
 
 
 def _safe_count(step: StepPlan) -> int | None:

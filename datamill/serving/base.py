@@ -12,6 +12,9 @@ and a model without either has an unknown price (``cost_usd`` returns None).
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -24,6 +27,35 @@ from datamill.serving.tokens import estimate_prompt_tokens
 from datamill.serving.types import GenericRequest, GenericResponse
 
 
+def check_options(owner: str, init: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise ``ConfigError`` unless ``init(self, *args, **kwargs)`` matches its signature; an
+    unknown keyword names the closest valid option (``difflib``)."""
+    signature = inspect.signature(init)
+    accepted = list(signature.parameters)[1:]
+    if all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        for name in kwargs:
+            if name not in signature.parameters:
+                close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(
+                    f"{owner} has no option {name!r}: {hint}its options are {', '.join(accepted)}; "
+                    "other generation parameters go in params={...}"
+                )
+    try:
+        signature.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{owner}: {exc}") from None
+
+
+def _checked(owner: str, init: Any) -> Any:
+    @functools.wraps(init)  # keeps the signature that help() and inspect.signature show
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        check_options(owner, init, args, kwargs)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
 class LLMServingABC(ABC):
     """Base of every LLM backend.
 
@@ -33,15 +65,27 @@ class LLMServingABC(ABC):
     can return ``n`` choices; where it cannot, ``build_requests(..., n=k)`` makes k salted
     requests. ``invalid_reply_retries`` bounds how often a reply that fails an operator's
     validation is asked again (an operator's own attribute of that name wins).
+    ``structured_output`` names the ``response_format`` types the backend honours
+    (``json_schema``, ``json_object``); an operator asking for another fails ``compile()``.
+    Constructors take named options only: an unknown keyword is a ``ConfigError`` naming the
+    closest valid option, raised before the constructor runs, so nothing is ever sent with it
+    (a misspelt option would otherwise be a generation parameter sent to the provider, put in
+    every request key and paid for). Subclasses get the check by defining ``__init__``.
     """
 
     provider: str = "generic"
     supports_n: bool = True
     invalid_reply_retries: int = 2
+    structured_output: frozenset[str] = frozenset({"json_schema", "json_object"})
     #: Run this serving's steps through the provider's Batch API (``datamill.serving.offline``).
     use_offline_batch_generation: bool = False
     #: With offline batches: poll every SECONDS until the jobs end (None: stop after submitting).
     offline_batch_generation_block_until_done: float | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _checked(cls.__name__, cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def __init__(
         self,
@@ -132,6 +176,15 @@ class LLMServingABC(ABC):
                 warn_unknown_price(self.model_name, self.provider)
             return None
         return price.cost(response.prompt_tokens, response.completion_tokens, offline=response.offline)
+
+    def require_structured_output(self, kind: str, asked_by: str, instead: str = "") -> None:
+        """Raise ``ConfigError`` unless this backend honours ``response_format`` type ``kind``."""
+        if kind not in self.structured_output:
+            supported = ", ".join(sorted(self.structured_output)) or "no structured output"
+            raise ConfigError(
+                f"{asked_by} asks {type(self).__name__} ({self.model_name!r}) for {kind} replies, but "
+                f"this backend supports {supported}. {instead or 'Use a backend that supports it.'}"
+            )
 
     def batch_provider(self) -> Any:
         """The ``datamill.serving.offline`` provider of this serving's Batch API."""

@@ -80,12 +80,12 @@ class RequestDispatcher:
             future.set_result(GenericResponse.from_cache(cached))
             return future
         if serving.use_offline_batch_generation:
-            error = self.offline_failures.get(key)
-            if error is None:
-                raise ServingError(
-                    f"bug: offline serving {serving.model_name!r} has no batch answer for request "
-                    f"{key[:12]}; the offline path must settle every request before the step runs"
-                )
+            # The offline path settles every request it walked (invalid replies' retries too);
+            # one it could not foresee fails its row, retried on resume, and stops nothing.
+            error = self.offline_failures.get(key) or (
+                f"no Batch API answer for request {key[:12]} of offline serving "
+                f"{serving.model_name!r}; rerun the pipeline to submit it"
+            )
             future.set_exception(ServingError(error))
             return future
         self._in_flight[key] = future

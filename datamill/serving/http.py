@@ -1,4 +1,4 @@
-"""The HTTP edge shared by the API backends: one POST, its errors translated to ``ServingError``.
+"""The HTTP edge of every provider, online and Batch API: one call, its errors translated.
 
 Every failure becomes a ``ServingError`` that says whether a retry can help: 429 and 5xx,
 timeouts and dropped connections are retryable; other 4xx carry the provider's own message
@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import aiohttp
 import orjson
 
-from datamill.errors import ConfigError, ServingError
+from datamill.errors import ConfigError, InvalidResponseError, ServingError
 
 REDACTED = "[REDACTED]"
 
@@ -70,10 +70,16 @@ def parse_provider_rpm(headers: Any) -> float | None:
 
 
 def provider_error_message(body: str) -> str:
-    """The provider's own error message when the body carries one, else the raw body (trimmed)."""
+    """The provider's own error message when the body carries one, else the raw body (trimmed).
+
+    Reads OpenAI's ``{"error": {"message"}}``, Anthropic's ``{"type": "error", "error":
+    {"message"}}`` and the nested ``{"error": {"error": {"message"}}}`` of some batch errors.
+    """
     try:
         data = json.loads(body)
         error = data.get("error", data)
+        if isinstance(error, dict) and isinstance(error.get("error"), dict):
+            error = error["error"]
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     except (ValueError, AttributeError):
@@ -107,24 +113,53 @@ async def post_json(
         payload = orjson.dumps(body)
     except TypeError as exc:
         raise ConfigError(f"request body for {url} is not JSON-serialisable: {exc}") from None
+    return await send(session, "POST", url, timeout=timeout, secret=secret, data=payload, headers=headers)
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    secret: str | None = None,
+    **kwargs: Any,
+) -> bytes:
+    """One HTTP call, online or Batch API: the 2xx reply's bytes, or a ``ServingError``.
+
+    This is the one exception map of the serving layer. A non-2xx answer becomes an
+    ``HTTPStatusError`` (retryable for 429 and 5xx, ``fatal`` for 401/403); a dropped or refused
+    connection and a timeout become retryable ``ServingError`` values. Both timeout classes are
+    caught: ``asyncio.TimeoutError`` is what aiohttp raises and, before Python 3.11, is not the
+    builtin ``TimeoutError``. ``kwargs`` go to ``session.request`` (``data``, ``params``,
+    ``headers``); the key ``secret`` is redacted from every message.
+    """
     try:
-        async with session.post(url, data=payload, headers=headers) as reply:
+        async with session.request(method, url, **kwargs) as reply:
             data = await reply.read()
             if reply.status >= 400:
                 message = provider_error_message(data.decode(errors="replace"))
                 raise HTTPStatusError(
-                    redact(f"{url} answered HTTP {reply.status}: {message}", secret),
+                    redact(f"{method} {url} answered HTTP {reply.status}: {message}", secret),
                     status=reply.status,
                     retry_after=parse_retry_after(reply.headers),
                     provider_rpm=parse_provider_rpm(reply.headers) if reply.status == 429 else None,
                 )
             return data
+    except TimeoutError:
+        raise ServingError(f"{method} {url} did not answer within {timeout}s", retryable=True) from None
     except aiohttp.ClientError as exc:
         raise ServingError(
             redact(f"connection to {url} failed: {type(exc).__name__}: {exc}", secret), retryable=True
         ) from None
-    except TimeoutError:
-        raise ServingError(f"{url} did not answer within {timeout}s", retryable=True) from None
+
+
+def decode_json(body: bytes, url: str) -> Any:
+    """``body`` parsed as JSON; an unreadable body is a retryable ``InvalidResponseError``."""
+    try:
+        return orjson.loads(body)
+    except ValueError:
+        raise InvalidResponseError(f"{url} answered a body that is not JSON: {body[:200]!r}") from None
 
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -140,11 +175,16 @@ def resolve_api_key(explicit: str | None, env_name: str, url: str) -> str | None
     return key
 
 
-def open_session(headers: dict[str, str], max_workers: int, timeout: float) -> aiohttp.ClientSession:
-    """One pooled aiohttp session for a serving: ``max_workers`` connections, a total timeout,
-    and ``headers`` on every request besides ``Content-Type: application/json``."""
+def open_session(
+    headers: dict[str, str], max_workers: int, timeout: float, *, json_body: bool = True
+) -> aiohttp.ClientSession:
+    """One pooled aiohttp session: ``max_workers`` connections, a total timeout, and ``headers``
+    on every request, plus ``Content-Type: application/json`` when every body is JSON (not for
+    the Batch API, whose file uploads are multipart)."""
+    if json_body:
+        headers = {"Content-Type": "application/json", **headers}
     return aiohttp.ClientSession(
-        headers={"Content-Type": "application/json", **headers},
+        headers=headers,
         connector=aiohttp.TCPConnector(limit=max_workers, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(total=timeout),
     )

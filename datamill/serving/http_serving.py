@@ -1,9 +1,10 @@
-"""``HTTPLLMServing``: what the API backends share: constructor arguments, the key, one session.
+"""``HTTPLLMServing``: what the API backends share: their options, the key, one session.
 
 A backend over a provider's HTTP API (``APILLMServing_request``, ``AnthropicLLMServing``)
-subclasses it, declares its own defaults (URL, model, the key's environment variable,
-generation parameters) and adds only what is its own: the request body, the reply parser, the
-provider's headers (``provider_headers``) and its Batch API (``batch_provider``).
+subclasses it, declares its own defaults (URL, model, the key's environment variable) and adds
+only what is its own: the request body, the reply parser, the provider's headers
+(``provider_headers``) and its Batch API (``batch_provider``). Subclasses repeat the option list
+in their own signature, so ``help()`` shows every option of the class a user builds.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from datamill.serving.retry import RetryPolicy
 class HTTPLLMServing(LLMServingABC):
     """An LLM backend that talks to ``api_url`` over one pooled aiohttp session.
 
-    The API key comes from ``api_key`` or the environment variable ``key_name_of_api_key``; it
-    is sent in headers only (``provider_headers``) and never stored in the cache, the state
-    database or logs. Loopback endpoints (the simulator, a local server) may run without a key.
-    ``max_retries`` bounds the attempts of the default ``RetryPolicy`` (``retry`` replaces it);
-    ``rpm`` / ``tpm`` pace the serving; ``price_per_million={"input": .., "output": ..}``
-    overrides the price table. Other keyword arguments (``temperature``, ``max_tokens``, ...)
-    are generation parameters sent with every request.
+    Options (each a named parameter; a misspelt one is a ``ConfigError``):
 
-    ``use_offline_batch_generation=True`` runs the serving's steps through the provider's Batch
-    API (``datamill.serving.offline``); ``offline_batch_generation_block_until_done=SECONDS``
-    polls every SECONDS until done instead of stopping after submitting.
+    - ``api_key`` or the environment variable ``key_name_of_api_key``: sent in headers only
+      (``provider_headers``), never stored in the cache, the state database or logs. Loopback
+      endpoints (the simulator, a local server) may run without a key.
+    - ``timeout``: seconds for one attempt; ``max_retries`` bounds the attempts of the default
+      ``RetryPolicy`` (``retry`` replaces it); ``rpm`` / ``tpm`` pace the serving;
+      ``price_per_million={"input": .., "output": ..}`` overrides the price table.
+    - ``use_offline_batch_generation=True`` runs the serving's steps through the provider's
+      Batch API (``datamill.serving.offline``); ``offline_batch_generation_block_until_done=
+      SECONDS`` polls every SECONDS until done instead of stopping after submitting.
+    - Generation parameters: ``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``stop``, and
+      any other the provider accepts in ``params={...}``. They are sent with every request and
+      are part of its key and of the step fingerprint; None leaves one unset.
     """
 
     def __init__(
@@ -49,13 +53,25 @@ class HTTPLLMServing(LLMServingABC):
         price_per_million: dict[str, float] | None = None,
         use_offline_batch_generation: bool = False,
         offline_batch_generation_block_until_done: float | None = None,
-        **params: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
+        named = {
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "top_p": top_p,
+            "seed": seed,
+            "stop": stop,
+        }
         super().__init__(
             model_name,
             max_workers=max_workers,
             retry=retry or RetryPolicy(max_attempts=max_retries),
-            params=params,
+            params={**(params or {}), **{k: v for k, v in named.items() if v is not None}},
             rpm=rpm,
             tpm=tpm,
             price_per_million=price_per_million,
@@ -93,7 +109,7 @@ class HTTPLLMServing(LLMServingABC):
         """POST ``body`` to ``api_url`` (the session started on first use); the 2xx reply's bytes.
 
         ``request_key`` travels as ``X-Datamill-Request-Key``; failures are ``ServingError``
-        values with the key redacted (``datamill.serving.http.post_json``).
+        values with the key redacted (``datamill.serving.http.send``).
         """
         if self._session is None:
             await self.start()

@@ -44,11 +44,17 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
 
     Prompts are rendered with the tokenizer's chat template when it has one, else as
     ``role: content`` lines followed by ``assistant:``. ``max_tokens`` (default 256),
-    ``temperature`` (0 = greedy) and ``n`` are honoured; ``seed`` or a request salt seeds
-    sampling, so a salted retry samples differently.
+    ``temperature`` (0 = greedy), ``top_p`` and ``n`` are honoured; ``seed`` or a request salt
+    seeds sampling, so a salted retry samples differently.
+
+    No structured output: plain ``generate`` cannot hold a reply to a schema, so an operator
+    that asks for ``response_format`` (``StructuredGenerator``, ``LLMScorer``) fails
+    ``compile()`` with this backend; ``LLMScorer(use_response_format=False)`` parses the score
+    from free text instead.
     """
 
     provider = "local-transformers"
+    structured_output: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -60,7 +66,9 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
         batch_size: int = 8,
         max_tokens: int = 256,
         temperature: float = 0.0,
-        **params: Any,
+        top_p: float | None = None,
+        seed: int | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         if not model_name and model is None:
             raise ConfigError(
@@ -72,7 +80,13 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
         super().__init__(
             name,
             max_workers=max(1, batch_size) * 2,
-            params={"max_tokens": max_tokens, "temperature": temperature, **params},
+            params={
+                **(params or {}),
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "top_p": top_p,
+                "seed": seed,
+            },
             price_per_million=Price(0.0, 0.0),
         )
         self.device = device

@@ -6,30 +6,26 @@ a pydantic model; ``validate_reply`` turns a reply text into the validated objec
 request, up to the operator's ``invalid_reply_retries``, and fails the row after that).
 
 Models asked for JSON still wrap it in code fences or a sentence now and then, so
-``parse_json_object`` looks for the object inside the text. ``schema_errors`` checks the
-subset of JSON Schema that structured-output APIs accept (types, properties, required,
-additionalProperties, items, enum, const, numeric and length bounds, anyOf/oneOf/allOf, local
-``$ref``); it is small on purpose — no ``jsonschema`` dependency.
+``parse_json_object`` looks for the object inside the text. Dict schemas are checked by the
+``jsonschema`` package (the validator of the schema's ``$schema`` draft, 2020-12 by default;
+one validator per distinct schema, built once), pydantic models by pydantic. Validation is a
+few microseconds per reply against the milliseconds of a model call. How each backend asks
+for the schema is its own: ``response_format`` as is (OpenAI-compatible), a forced tool call
+(Anthropic), guided decoding (vLLM).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
 
+import orjson
+
 from datamill.errors import ConfigError, InvalidResponseError
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
-    "null": (type(None),),
-}
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
@@ -50,109 +46,37 @@ def parse_json_object(text: str) -> dict[str, Any]:
 
 
 def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
-    """What makes ``value`` invalid under ``schema`` (empty when it is valid)."""
-    errors: list[str] = []
-    _check(value, schema, schema, "$", errors)
-    return errors
+    """What makes ``value`` invalid under ``schema``, one ``"$.path: reason"`` per error
+    (empty when it is valid), by the ``jsonschema`` validator of the schema's draft."""
+    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode())
+    errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{_path(error.absolute_path)}: {error.message}" for error in errors]
 
 
-def _check(value: Any, schema: Any, root: dict[str, Any], path: str, errors: list[str]) -> None:
-    if not isinstance(schema, dict):
-        return
-    if "$ref" in schema:
-        _check(value, _resolve(root, schema["$ref"]), root, path, errors)
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{path}: must be {schema['const']!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: {value!r} is not one of {schema['enum']!r}")
-    for part in schema.get("allOf") or []:
-        _check(value, part, root, path, errors)
-    for key in ("anyOf", "oneOf"):
-        branches = schema.get(key)
-        if branches and all(_branch_errors(value, b, root, path) for b in branches):
-            errors.append(f"{path}: matches none of the {key} branches")
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-        if not any(_is_type(value, kind) for kind in kinds):
-            errors.append(f"{path}: expected {' or '.join(kinds)}, got {type(value).__name__}")
-            return
-    if isinstance(value, dict):
-        _check_object(value, schema, root, path, errors)
-    elif isinstance(value, list):
-        _check_array(value, schema, root, path, errors)
-    elif isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            errors.append(f"{path}: shorter than {schema['minLength']} characters")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errors.append(f"{path}: longer than {schema['maxLength']} characters")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        _check_number(value, schema, path, errors)
+def check_schema(schema: dict[str, Any]) -> None:
+    """``ConfigError`` unless ``schema`` is a valid JSON schema (at construction, not per reply)."""
+    _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode())
 
 
-def _branch_errors(value: Any, schema: Any, root: dict[str, Any], path: str) -> list[str]:
-    errors: list[str] = []
-    _check(value, schema, root, path, errors)
-    return errors
+@functools.lru_cache(maxsize=64)
+def _validator(schema_json: str) -> Any:
+    """A checked validator per distinct schema (building one costs far more than using it)."""
+    import jsonschema
+
+    schema = orjson.loads(schema_json)
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(f"the JSON schema is not valid: {exc.message}") from None
+    return validator_class(schema)
 
 
-def _check_object(
-    value: dict[str, Any], schema: dict[str, Any], root: dict[str, Any], path: str, errors: list[str]
-) -> None:
-    properties = schema.get("properties") or {}
-    for key in schema.get("required") or []:
-        if key not in value:
-            errors.append(f"{path}: missing required field {key!r}")
-    extra = schema.get("additionalProperties", True)
-    for key, item in value.items():
-        if key in properties:
-            _check(item, properties[key], root, f"{path}.{key}", errors)
-        elif extra is False:
-            errors.append(f"{path}: unexpected field {key!r}")
-        elif isinstance(extra, dict):
-            _check(item, extra, root, f"{path}.{key}", errors)
-
-
-def _check_array(
-    value: list[Any], schema: dict[str, Any], root: dict[str, Any], path: str, errors: list[str]
-) -> None:
-    if len(value) < schema.get("minItems", 0):
-        errors.append(f"{path}: fewer than {schema['minItems']} items")
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        errors.append(f"{path}: more than {schema['maxItems']} items")
-    prefix = schema.get("prefixItems") or []
-    for index, item in enumerate(value):
-        element = prefix[index] if index < len(prefix) else schema.get("items")
-        _check(item, element, root, f"{path}[{index}]", errors)
-
-
-def _check_number(value: float, schema: dict[str, Any], path: str, errors: list[str]) -> None:
-    if "minimum" in schema and value < schema["minimum"]:
-        errors.append(f"{path}: {value} is below the minimum {schema['minimum']}")
-    if "maximum" in schema and value > schema["maximum"]:
-        errors.append(f"{path}: {value} is above the maximum {schema['maximum']}")
-    low, high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if isinstance(low, (int, float)) and not isinstance(low, bool) and value <= low:
-        errors.append(f"{path}: {value} must be above {low}")
-    if isinstance(high, (int, float)) and not isinstance(high, bool) and value >= high:
-        errors.append(f"{path}: {value} must be below {high}")
-
-
-def _is_type(value: Any, kind: str) -> bool:
-    if kind in ("integer", "number") and isinstance(value, bool):
-        return False
-    if kind == "integer" and isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, _TYPES.get(kind, (object,)))
-
-
-def _resolve(root: dict[str, Any], ref: str) -> Any:
-    if not ref.startswith("#"):
-        return {}
-    node: Any = root
-    for part in (p for p in ref[1:].split("/") if p):
-        node = node.get(part.replace("~1", "/").replace("~0", "~"), {}) if isinstance(node, dict) else {}
-    return node
+def _path(parts: Any) -> str:
+    path = "$"
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
 
 
 def schema_and_model(schema_or_model: Any) -> tuple[dict[str, Any], Any]:
@@ -174,22 +98,11 @@ def response_format_for(
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict}}
 
 
-def schema_instruction(response_format: dict[str, Any]) -> str:
-    """A system-prompt instruction for backends without ``response_format`` (Anthropic)."""
-    spec = response_format.get("json_schema")
-    schema = spec.get("schema") if isinstance(spec, dict) else None
-    if schema is None:
-        return "Reply with a single JSON object and nothing else."
-    return "Reply with a single JSON object and nothing else, valid under this JSON schema:\n" + json.dumps(
-        schema, ensure_ascii=False, sort_keys=True
-    )
-
-
 def validate_reply(text: str, schema_or_model: Any) -> dict[str, Any]:
-    """The reply's JSON object, validated; ``InvalidResponseError`` says what is wrong.
+    """The reply's JSON object, validated; ``InvalidResponseError`` names the field and reason.
 
     With a pydantic model the model validates (and the result is its JSON-mode dump);
-    with a dict schema, ``schema_errors`` does.
+    with a dict schema, ``jsonschema`` does (``schema_errors``).
     """
     data = parse_json_object(text)
     schema, model = schema_and_model(schema_or_model)

@@ -1,7 +1,9 @@
 """Anthropic's Messages API: ``POST /v1/messages`` and token counting.
 
 Same reply rule as OpenAI (``replies.py``); the top-level ``system`` prompt is a param, so it
-changes the request hash and therefore the reply.
+changes the request hash and therefore the reply. A request that forces a tool
+(``tool_choice: {"type": "tool", "name": ...}``) is answered with one ``tool_use`` block whose
+input is an instance of that tool's ``input_schema``: how structured output is asked of Claude.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from datamill.simulator.replies import (
     InvalidRequest,
     check_messages_body,
     estimate_tokens,
+    is_invalid_reply,
     last_user_text,
     prompt_chars,
     reply_text,
     request_hash,
+    schema_reply,
 )
 from datamill.simulator.state import STATE_KEY, SimulatorState
 from datamill.simulator.wire import ANTHROPIC, json_response
@@ -38,19 +42,48 @@ def answer_message(body: Any, state: SimulatorState) -> Answer:
     params = {k: v for k, v in body.items() if k != "model" and k != "messages"}
     h = request_hash(model, messages, params)
     text = reply_text(model, h, 0, last_user_text(messages))
+    tool = forced_tool(body)
+    if tool is not None and not is_invalid_reply(h, 0, state.config.invalid_reply_rate):
+        value = schema_reply(tool.get("input_schema"), text, f"{h}:0")
+        content: list[dict[str, Any]] = [
+            {"type": "tool_use", "id": "toolu_" + h[:24], "name": tool["name"], "input": value}
+        ]
+        output_chars, stop_reason = len(json.dumps(value, ensure_ascii=False)), "tool_use"
+    else:
+        content, output_chars, stop_reason = [{"type": "text", "text": text}], len(text), "end_turn"
     input_tokens = estimate_tokens(prompt_chars(messages, body.get("system")))
-    output_tokens = estimate_tokens(len(text))
+    output_tokens = estimate_tokens(output_chars)
     reply = {
         "id": state.response_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
+        "content": content,
+        "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
     }
     return Answer(h, reply, input_tokens, output_tokens)
+
+
+def forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool that ``tool_choice: {"type": "tool", "name": ...}`` forces, else None; a forced
+    name that is not among ``tools`` (each with ``name`` and ``input_schema``) is a 400."""
+    choice = body.get("tool_choice")
+    tools = body.get("tools")
+    if tools is not None and (
+        not isinstance(tools, list)
+        or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools)
+    ):
+        raise InvalidRequest("tools: each tool needs a name and an input_schema")
+    if not isinstance(choice, dict) or choice.get("type") != "tool":
+        return None
+    tool = next((t for t in tools or [] if t["name"] == choice.get("name")), None)
+    if tool is None:
+        raise InvalidRequest(f"tool_choice names tool {choice.get('name')!r}, which is not in tools")
+    if not isinstance(tool.get("input_schema"), dict) or tool["input_schema"].get("type") != "object":
+        raise InvalidRequest(f"tools.{tool['name']}.input_schema: type must be 'object'")
+    return tool
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:

@@ -39,6 +39,9 @@ class SimulatorConfig:
     failure_rate: float = _knob(0.0, "fraction of model calls answered HTTP 500")
     malformed_rate: float = _knob(0.0, "fraction answered HTTP 200 with an unusable body")
     drop_rate: float = _knob(0.0, "fraction whose connection is closed without a response")
+    invalid_reply_rate: float = _knob(
+        0.0, "fraction of structured replies that break their schema (chosen by the request's hash)"
+    )
     rpm_limit: int | None = _knob(None, "requests per minute before HTTP 429 (token bucket)")
     rpm_burst: int | None = _knob(None, "token-bucket capacity; default: rpm_limit")
     seed: int = _knob(0, "seed of every random choice the simulator makes")
@@ -57,7 +60,13 @@ class SimulatorConfig:
     models: tuple[str, ...] = _knob(DEFAULT_MODELS, "model ids listed by GET /v1/models")
 
     def __post_init__(self) -> None:
-        for name in ("failure_rate", "malformed_rate", "drop_rate", "batch_failed_line_rate"):
+        for name in (
+            "failure_rate",
+            "malformed_rate",
+            "drop_rate",
+            "batch_failed_line_rate",
+            "invalid_reply_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")

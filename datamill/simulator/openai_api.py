@@ -49,7 +49,7 @@ def answer_chat(body: Any, state: SimulatorState) -> Answer:
     choices = []
     completion_tokens = 0
     for i in range(n):
-        content = choice_content(model, h, i, user_text, response_format)
+        content = choice_content(model, h, i, user_text, response_format, state.config.invalid_reply_rate)
         completion_tokens += estimate_tokens(len(content))
         choices.append(
             {

@@ -11,7 +11,11 @@ The rule, the same for OpenAI chat, Anthropic messages and both batch APIs:
   its text parts. A reply therefore always ends with the user's text.
 * Under ``response_format`` ``json_schema`` the content is a JSON instance of the schema whose
   strings are that same text (``schema_instance.py``); under ``json_object`` it is
-  ``{"reply": text}``.
+  ``{"reply": text}``. Anthropic's forced tool use (``tool_choice`` naming a tool) answers a
+  ``tool_use`` block whose input is an instance of the tool's ``input_schema`` by the same rule.
+* ``invalid_reply_rate`` makes that share of structured replies invalid, chosen by ``h``
+  (``is_invalid_reply``), so a retry with a different salt may be valid: the content is then the
+  plain text (OpenAI), or a text block without the forced ``tool_use`` (Anthropic).
 * Tokens are estimated as ``ceil(chars / 4)`` of the prompt's text and of each reply.
 
 The accounting (distinct and duplicate requests) keys on the same ``h``; a batch line's reply
@@ -97,9 +101,30 @@ def check_messages_body(body: Any) -> None:
         raise InvalidRequest("'messages' must be a non-empty array")
 
 
-def choice_content(model: str, h: str, index: int, user_text: str, response_format: Any) -> str:
-    """The content string of choice ``index``, honouring ``response_format`` (text, json_object, json_schema)."""
+def is_invalid_reply(h: str, index: int, rate: float) -> bool:
+    """Whether structured choice ``index`` of request ``h`` breaks its schema under ``rate``."""
+    if rate <= 0.0:
+        return False
+    draw = int(hashlib.sha256(f"invalid:{h}:{index}".encode()).hexdigest()[:8], 16) / 2**32
+    return draw < rate
+
+
+def schema_reply(schema: Any, text: str, seed: str) -> Any:
+    """A JSON instance of ``schema`` whose strings are ``text`` (400 for a schema that is not
+    an object)."""
+    if not isinstance(schema, dict):
+        raise InvalidRequest("the JSON schema must be an object")
+    return generate_instance(schema, text=text, seed=seed)
+
+
+def choice_content(
+    model: str, h: str, index: int, user_text: str, response_format: Any, invalid_rate: float = 0.0
+) -> str:
+    """The content string of choice ``index``, honouring ``response_format`` (text, json_object,
+    json_schema); a structured choice picked by ``invalid_rate`` is the plain text instead."""
     text = reply_text(model, h, index, user_text)
+    if isinstance(response_format, dict) and is_invalid_reply(h, index, invalid_rate):
+        return text
     if isinstance(response_format, dict):
         kind = response_format.get("type")
         if kind == "json_schema":
@@ -107,7 +132,7 @@ def choice_content(model: str, h: str, index: int, user_text: str, response_form
             schema = spec.get("schema") if isinstance(spec, dict) else None
             if not isinstance(schema, dict):
                 raise InvalidRequest("response_format.json_schema.schema must be an object")
-            return json.dumps(generate_instance(schema, text=text, seed=f"{h}:{index}"), ensure_ascii=False)
+            return json.dumps(schema_reply(schema, text, f"{h}:{index}"), ensure_ascii=False)
         if kind == "json_object":
             return json.dumps({"reply": text}, ensure_ascii=False)
     return text

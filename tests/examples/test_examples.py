@@ -24,8 +24,13 @@ def simulator() -> Iterator[SimulatorHandle]:
         yield handle
 
 
-def run_example(name: str, simulator: SimulatorHandle, cache: Path) -> str:
-    env = {**os.environ, "DATAMILL_API_BASE": simulator.openai_base, "DATAMILL_EXAMPLE_CACHE": str(cache)}
+def run_example(name: str, simulator: SimulatorHandle, cache: Path, **env_vars: str) -> str:
+    base = (
+        simulator.anthropic_base
+        if env_vars.get("DATAMILL_PROVIDER") == "anthropic"
+        else simulator.openai_base
+    )
+    env = {**os.environ, "DATAMILL_API_BASE": base, "DATAMILL_EXAMPLE_CACHE": str(cache), **env_vars}
     env.pop("DATAMILL_FAULT", None)
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name)], env=env, capture_output=True, text=True, timeout=240
@@ -63,6 +68,33 @@ def test_judge_example_keeps_only_rows_scored_at_least_six(simulator, tmp_path: 
     assert len(scored) == 20
     assert kept == [row for row in scored if row["score"] >= 6] and kept
     assert f"{20 - len(kept)} dropped" in stdout
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_judge_example_retries_invalid_replies_then_reports_them_on_both_providers(
+    provider: str, mode: str, tmp_path: Path
+) -> None:
+    """Half the structured replies break their schema: each is asked again (resubmitted in
+    Batch API mode), and a row whose three judge replies all break it fails and is reported,
+    while the run completes."""
+    offline = {"DATAMILL_POLL_SECONDS": "0.2"} if mode == "offline" else {}
+    with run_simulator_process(batch_processing_seconds=0.2, invalid_reply_rate=0.5) as sim:
+        stdout = run_example("generate_judge_filter.py", sim, tmp_path, DATAMILL_PROVIDER=provider, **offline)
+        stats = sim.stats()
+    scored = read(tmp_path / "judge_step2.jsonl")
+    kept = read(tmp_path / "judge_step3.jsonl")
+    failed = 20 - len(scored)
+    assert (
+        0 < failed <= 5
+        and f"step 1 LLMScorer: 20 in, {len(scored)} out, 0 dropped, {failed} failed" in stdout
+    )
+    assert kept == [row for row in scored if row["score"] >= 6]
+    model = "claude-haiku-4-5" if provider == "anthropic" else "gpt-4o-mini"
+    assert all(row["rationale"].startswith(f"[{model}|") for row in scored)
+    calls = stats["batch_requests"] if mode == "offline" else stats["requests"]
+    assert calls >= 20 + 20 + 20 // 2  # explanations, first judgements, and the retries
+    assert stats["requests" if mode == "offline" else "batch_requests"] == 0
 
 
 def test_dedup_example_pays_only_for_distinct_prompts(simulator, tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from helpers.ledger_runs import running_ledger
 from offline_helpers import OfflinePipeline, job_rows
 
 from datamill import OfflineBatchGenerationNotFinished
-from datamill.serving.offline.anthropic_batch import AnthropicBatchProvider, anthropic_body
+from datamill.serving.anthropic import AnthropicBatchProvider, request_body
 from datamill.serving.offline.engine import prepare_offline_step
-from datamill.serving.offline.openai_batch import OpenAIBatchProvider
 from datamill.serving.offline.provider import JobInfo
+from datamill.serving.openai_compat import OpenAIBatchProvider
 from datamill.serving.types import GenericRequest
 
 
@@ -99,7 +99,7 @@ def test_duplicate_requests_are_sent_once(tmp_path: Path) -> None:
 
 
 def test_anthropic_lines_and_payload() -> None:
-    provider = AnthropicBatchProvider("http://x", None, anthropic_body)
+    provider = AnthropicBatchProvider("http://x", None, request_body)
     request = GenericRequest(
         "anthropic", "claude", [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     )

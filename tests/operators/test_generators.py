@@ -140,7 +140,7 @@ def test_structured_parse_raises_invalid_response_on_schema_violations() -> None
     assert op.parse_text(good, {}) == {"question": "q", "difficulty": 3, "tags": ["a"]}
     with pytest.raises(InvalidResponseError, match="maximum"):
         op.parse_text('{"question": "q", "difficulty": 9, "tags": []}', {})
-    with pytest.raises(InvalidResponseError, match="missing required field 'tags'"):
+    with pytest.raises(InvalidResponseError, match="\\$: 'tags' is a required property"):
         op.parse_text('{"question": "q", "difficulty": 2}', {})
     with pytest.raises(InvalidResponseError, match="not a JSON object"):
         op.parse_text("I cannot help with that.", {})

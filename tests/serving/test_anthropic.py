@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from datamill import BatchedFileStorage, BatchedPipelineABC, PromptedGenerator
-from datamill.errors import ServingError
-from datamill.serving.anthropic import AnthropicLLMServing, messages_url
+from datamill.errors import InvalidResponseError, ServingError
+from datamill.serving.anthropic import AnthropicLLMServing, messages_url, read_message, request_body
 from datamill.serving.pricing import find_price
 from datamill.serving.structured import response_format_for
 from tests.serving.serving_helpers import FAST_RETRY, OneStepPipeline, read_jsonl, write_rows
@@ -23,16 +23,58 @@ def test_messages_url_accepts_a_full_url_an_api_base_or_a_host() -> None:
 def test_request_body_moves_system_messages_to_the_system_param_and_drops_what_the_api_lacks() -> None:
     serving = AnthropicLLMServing("http://127.0.0.1:1", "claude-haiku-4-5", temperature=0.2)
     request = serving.build_request(
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
-        response_format=response_format_for({"type": "object", "properties": {"a": {"type": "string"}}}),
-        n=2,
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], n=2
     )
-    body = serving.request_body(request.with_salt("attempt-1"), sample=1)
+    body = request_body(request.with_salt("attempt-1"), sample=1)
     assert body["messages"] == [{"role": "user", "content": "hi"}]
-    assert body["system"].startswith("Be brief.") and '"properties"' in body["system"]
+    assert body["system"] == "Be brief."
     assert body["max_tokens"] == 1024 and body["temperature"] == 0.2
-    assert "n" not in body and "response_format" not in body
+    assert "n" not in body and "tools" not in body
     assert body["metadata"] == {"user_id": "datamill-attempt-1-sample-1"}
+
+
+def test_a_schema_is_asked_as_a_forced_tool_whose_input_schema_is_the_schema() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    serving = AnthropicLLMServing("http://127.0.0.1:1", "claude-haiku-4-5")
+    request = serving.build_request(
+        [{"role": "user", "content": "hi"}], response_format=response_format_for(schema, "answer")
+    )
+    body = request_body(request)
+    assert body["tools"] == [
+        {
+            "name": "answer",
+            "description": "Give your answer by calling this tool: its input is the answer.",
+            "input_schema": schema,
+        }
+    ]
+    assert body["tool_choice"] == {"type": "tool", "name": "answer"}
+    assert "response_format" not in body and "system" not in body
+    other = serving.build_request(
+        [{"role": "user", "content": "hi"}],
+        response_format=response_format_for({**schema, "required": []}, "answer"),
+    )
+    assert other.key != request.key  # the schema is part of the request key
+    loose = request_body(
+        serving.build_request([{"role": "user", "content": "hi"}], response_format={"type": "json_object"})
+    )
+    assert loose["tools"][0]["input_schema"] == {"type": "object"}
+    assert loose["tool_choice"] == {"type": "tool", "name": "response"}
+
+
+def test_the_reply_is_the_tool_use_input_and_a_reply_without_one_is_its_text() -> None:
+    tool_reply = {
+        "model": "m",
+        "content": [
+            {"type": "text", "text": "Here it is."},
+            {"type": "tool_use", "id": "toolu_1", "name": "answer", "input": {"a": "é"}},
+        ],
+        "usage": {"input_tokens": 3, "output_tokens": 4},
+    }
+    assert read_message(tool_reply) == ('{"a":"é"}', 3, 4, "m")
+    text_reply = {**tool_reply, "content": [{"type": "text", "text": "no tool"}]}
+    assert read_message(text_reply)[0] == "no tool"
+    with pytest.raises(InvalidResponseError, match="malformed message"):
+        read_message({"content": [{"type": "tool_use"}]})
 
 
 def test_a_pipeline_over_anthropic_completes_and_costs_usage_times_price(sim, tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def test_a_400_is_not_retried_and_fails_the_row_with_the_providers_message(sim, 
         "gpt-4o-mini",
         max_workers=4,
         retry=FAST_RETRY,
-        response_format={"type": "json_schema"},
+        params={"response_format": {"type": "json_schema"}},
     )
     pipeline = OneStepPipeline(write_rows(tmp_path / "in.jsonl", 3), tmp_path / "cache", serving)
     pipeline.allowed_failure_fraction = 1.0

@@ -193,3 +193,46 @@ def test_batches_list_newest_first_with_after_and_before_cursors(
     assert before["has_more"] is True
     assert simulator.stats()["batches_created"] == 5
     assert simulator.stats()["batch_requests"] == 5
+
+
+QUIZ = {
+    "type": "object",
+    "properties": {"question": {"type": "string"}, "level": {"type": "integer", "minimum": 1, "maximum": 3}},
+    "required": ["question", "level"],
+}
+
+
+def test_a_forced_tool_is_answered_with_a_tool_use_block_valid_under_its_input_schema(
+    claude: anthropic.Anthropic,
+) -> None:
+    import jsonschema
+
+    tools = [{"name": "quiz", "description": "Answer here.", "input_schema": QUIZ}]
+    params = _params("Ask me.", tools=tools, tool_choice={"type": "tool", "name": "quiz"})
+    message = claude.messages.create(**params)
+    (block,) = message.content
+    assert (block.type, block.name, message.stop_reason) == ("tool_use", "quiz", "tool_use")
+    jsonschema.validate(block.input, QUIZ)
+    assert block.input["question"] == f"[{MODEL}|{body_hash(params)[:8]}|0] Ask me."
+    assert claude.messages.create(**params).content[0].input == block.input  # deterministic
+    with pytest.raises(anthropic.BadRequestError, match="not in tools"):
+        claude.messages.create(**_params("x", tools=tools, tool_choice={"type": "tool", "name": "other"}))
+
+
+def test_invalid_reply_rate_answers_that_share_of_forced_tool_calls_with_text_only(
+    claude: anthropic.Anthropic, simulator: SimulatorHandle
+) -> None:
+    tools = [{"name": "quiz", "description": "Answer here.", "input_schema": QUIZ}]
+    simulator.configure(invalid_reply_rate=0.5)
+    try:
+        kinds = [
+            claude.messages.create(
+                **_params(f"q{i}", tools=tools, tool_choice={"type": "tool", "name": "quiz"})
+            )
+            .content[0]
+            .type
+            for i in range(40)
+        ]
+    finally:
+        simulator.configure(invalid_reply_rate=0.0)
+    assert 8 < kinds.count("text") < 32 and kinds.count("text") + kinds.count("tool_use") == 40

@@ -138,3 +138,27 @@ def test_any_key_is_accepted_unless_one_is_required(make_simulator) -> None:
     stats = locked.stats()
     assert stats["unauthorized"] == 1
     assert stats["answered"] == 0
+
+
+def test_invalid_reply_rate_answers_that_share_of_structured_choices_with_plain_text(
+    oai: openai.OpenAI, simulator: SimulatorHandle
+) -> None:
+    response_format = {"type": "json_object"}
+    simulator.configure(invalid_reply_rate=0.5)
+    try:
+        contents = [
+            oai.chat.completions.create(**chat_body(f"q{i}", response_format=response_format))
+            .choices[0]
+            .message.content
+            for i in range(40)
+        ]
+        again = (
+            oai.chat.completions.create(**chat_body("q0", response_format=response_format))
+            .choices[0]
+            .message.content
+        )
+    finally:
+        simulator.configure(invalid_reply_rate=0.0)
+    plain = [c for c in contents if not c.startswith("{")]
+    assert 8 < len(plain) < 32 and all(c.startswith("[gpt-4o-mini|") for c in plain)
+    assert again == contents[0]  # the choice is the request's, not the moment's

@@ -1,8 +1,9 @@
 """Offline batch generation: running a step's requests through a provider's Batch API.
 
 ``prepare_offline_step`` (``engine.py``) is the entry point the pipeline runner calls;
-``OpenAIBatchProvider`` and ``AnthropicBatchProvider`` speak the two Batch APIs; ``store.py``
-holds the job records in the state database.
+``provider.py`` is what a provider's Batch API offers it, implemented beside each online serving
+(``OpenAIBatchProvider`` in ``datamill.serving.openai_compat``, ``AnthropicBatchProvider`` in
+``datamill.serving.anthropic``); ``store.py`` holds the job records in the state database.
 """
 
 from __future__ import annotations

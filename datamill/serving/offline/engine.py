@@ -74,20 +74,25 @@ async def prepare_offline_step(
     ledger: Ledger,
     label: str = "",
     max_attempts: int = MAX_ATTEMPTS,
+    recheck_answers: bool = False,
 ) -> OfflineStepResult:
     """Settle every request of a step through the Batch API, or raise ``...NotFinished``.
 
     ``serving`` provides ``batch_provider()``, ``cost_usd`` and
     ``offline_batch_generation_block_until_done``; ``requests`` returns a fresh iterator over
     the step's remaining requests each time it is called (it is walked once per round that may
-    need to submit). Every record goes through ``ledger``.
+    need to submit). ``recheck_answers``: the iterator's requests depend on the answers
+    (retries of invalid replies), so it is walked again after each round that stored answers.
+    Every record goes through ``ledger``.
     """
     provider: BatchProvider = serving.batch_provider()
     block = getattr(serving, "offline_batch_generation_block_until_done", None)
     if block is not None and block <= 0:
         raise ConfigError("offline_batch_generation_block_until_done must be a number of seconds > 0")
     store = OfflineStore(ledger.reader.conn, ledger)
-    run = _OfflineRun(provider, store, ledger, step, requests, label or f"step {step}", max_attempts)
+    run = _OfflineRun(
+        provider, store, ledger, step, requests, label or f"step {step}", max_attempts, recheck_answers
+    )
     run.price = serving.cost_usd
     try:
         store.release_reported(step)
@@ -112,6 +117,7 @@ class _OfflineRun:
         requests: Callable[[], Iterable[GenericRequest]],
         label: str,
         max_attempts: int,
+        recheck_answers: bool = False,
     ) -> None:
         self.provider = provider
         self.store = store
@@ -124,6 +130,7 @@ class _OfflineRun:
         self.max_attempts = max_attempts
         self.started = time.monotonic()
         self.submitted_now = 0
+        self.recheck_answers = recheck_answers
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -131,8 +138,8 @@ class _OfflineRun:
         """Settle, poll, ingest and submit once; True when nothing is left running."""
         if first:
             await self.settle_unrecorded()
-        await self.poll()
-        if first or self.store.has_retry(self.step):
+        ingested = await self.poll()
+        if first or (ingested and self.recheck_answers) or self.store.has_retry(self.step):
             await self.submit_remaining()
         live = self.store.chunks(self.step, LIVE_STATES)
         if not live:
@@ -203,8 +210,8 @@ class _OfflineRun:
 
     # --- polling and ingestion -------------------------------------------------------------
 
-    async def poll(self) -> None:
-        """Poll every live job; ingest the ended ones.
+    async def poll(self) -> bool:
+        """Poll every live job; ingest the ended ones (True when any was ingested).
 
         The next job's status and results are fetched while the current one is ingested (one
         job ahead, so at most two jobs' results are in memory): the provider's side of the
@@ -212,6 +219,7 @@ class _OfflineRun:
         """
         chunks = self.store.chunks(self.step, ("submitted",))
         fetches: list[asyncio.Future[tuple[JobInfo, list[LineResult] | None]]] = []
+        ingested = False
         try:
             for index, chunk in enumerate(chunks):
                 if not fetches:
@@ -225,9 +233,11 @@ class _OfflineRun:
                     self.reject_failed_job(chunk, job)
                 else:
                     await self.ingest(chunk, job, lines)
+                    ingested = True
         finally:
             for fetch in fetches:
                 fetch.cancel()
+        return ingested
 
     async def _fetch(self, chunk: ChunkRecord) -> tuple[JobInfo, list[LineResult] | None]:
         assert chunk.job_id is not None

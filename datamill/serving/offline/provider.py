@@ -5,10 +5,12 @@ one job, reads a job's status, finds a job it created by the chunk id (to adopt 
 was never recorded) and parses a finished job's results into ``LineResult`` values. Everything
 about order, resubmission and bookkeeping lives in ``datamill.serving.offline.engine``.
 
-HTTP goes through aiohttp (already a runtime dependency and the transport of the online
-servings) rather than the official SDKs: the offline path makes a handful of calls per job,
-needs multipart uploads of up to 200 MB and streaming downloads, and must behave the same for
-both providers; the SDKs would add two runtime dependencies and their own retry layers.
+Each provider module (``datamill.serving.openai_compat``, ``datamill.serving.anthropic``) holds
+its ``BatchProvider`` beside its online serving. HTTP goes through the same edge as the online
+path (``datamill.serving.http.send``: one exception map) rather than the official SDKs: the
+offline path makes a handful of calls per job, needs multipart uploads of up to 200 MB, and must
+behave the same for both providers; the SDKs would add two runtime dependencies and their own
+retry layers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import aiohttp
 import orjson
 
 from datamill.errors import ServingError
+from datamill.serving.http import HTTPStatusError, decode_json, open_session, send
+from datamill.serving.retry import RetryPolicy
 from datamill.serving.types import GenericRequest, GenericResponse
 
 log = logging.getLogger(__name__)
@@ -85,8 +89,11 @@ def cache_entry(texts: list[str], prompt_tokens: int, completion_tokens: int, mo
     )
 
 
-class BatchProviderError(ServingError):
-    """A Batch API call failed; ``status`` is the HTTP status when there was one."""
+#: A Batch API call answered an HTTP error; ``status`` says which (the offline engine tells a
+#: refused create from one that may have landed by it).
+BatchProviderError = HTTPStatusError
+#: The retry policy of Batch API calls: the online one, with fewer attempts and shorter waits.
+RETRY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=8.0)
 
 
 class BatchProvider(ABC):
@@ -197,13 +204,13 @@ class BatchProvider(ABC):
     # --- HTTP ----------------------------------------------------------------------------
 
     def auth_headers(self) -> dict[str, str]:
+        """The key and version headers of every call (the provider module's, shared with its
+        online serving)."""
         return {}
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers=self.auth_headers(), timeout=aiohttp.ClientTimeout(total=self.timeout)
-            )
+            self._session = open_session(self.auth_headers(), 8, self.timeout, json_body=False)
         return self._session
 
     async def close(self) -> None:
@@ -212,32 +219,24 @@ class BatchProvider(ABC):
             self._session = None
 
     async def request(
-        self, method: str, path: str, *, attempts: int = 5, raw: bool = False, **kwargs: Any
+        self, method: str, path: str, *, attempts: int = RETRY.max_attempts, raw: bool = False, **kwargs: Any
     ) -> Any:
-        """One API call with a few retries on 429/5xx/connection errors; JSON (or bytes) back."""
+        """One API call through the shared HTTP edge (``datamill.serving.http.send``), retried
+        on what the edge calls retryable with ``RETRY``'s backoff; JSON (or bytes) back.
+
+        ``attempts=1`` for calls that must not be repeated blindly (an upload, a create: a
+        retry could make a second job; the offline engine settles those on the next run).
+        """
         url = path if path.startswith("http") else self.base_url + path
         session = await self.session()
-        delay = 0.5
         for attempt in range(1, attempts + 1):
             try:
-                async with session.request(method, url, **kwargs) as reply:
-                    body = await reply.read()
-                    if reply.status < 400:
-                        return body if raw else json.loads(body)
-                    message = _error_message(body)
-                    error = BatchProviderError(
-                        f"{self.name} {method} {url} answered HTTP {reply.status}: {message}",
-                        status=reply.status,
-                        retryable=reply.status == 429 or reply.status >= 500,
-                    )
-            except aiohttp.ClientError as exc:
-                error = BatchProviderError(f"{self.name} {method} {url} failed: {exc!r}", retryable=True)
-            except TimeoutError:
-                error = BatchProviderError(f"{self.name} {method} {url} timed out", retryable=True)
-            if not error.retryable or attempt == attempts:
-                raise error
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 8.0)
+                body = await send(session, method, url, timeout=self.timeout, secret=self.api_key, **kwargs)
+                return body if raw else decode_json(body, url)
+            except ServingError as exc:
+                if not exc.retryable or attempt == attempts:
+                    raise
+                await asyncio.sleep(RETRY.delay(attempt, getattr(exc, "retry_after", None)))
         raise AssertionError("unreachable")
 
 
@@ -257,40 +256,3 @@ def iter_result_lines(content: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
         except (ValueError, KeyError, TypeError):
             continue
         yield key, line
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            inner = error.get("error")
-            if isinstance(inner, dict) and inner.get("message"):
-                return str(inner["message"])
-            if error.get("message"):
-                return str(error["message"])
-    except (ValueError, AttributeError):
-        pass
-    return body[:500].decode(errors="replace")
-
-
-def provider_for_record(name: str, base_url: str, api_key: str | None) -> BatchProvider:
-    """A provider able to read and cancel recorded jobs (no request encoding needed)."""
-    from datamill.serving.offline.anthropic_batch import AnthropicBatchProvider
-    from datamill.serving.offline.openai_batch import OpenAIBatchProvider
-
-    classes: dict[str, type[BatchProvider]] = {
-        "openai": OpenAIBatchProvider,
-        "anthropic": AnthropicBatchProvider,
-    }
-    if name not in classes:
-        raise ServingError(f"unknown batch provider {name!r} in the job records")
-
-    def no_body(request: GenericRequest) -> dict[str, Any]:
-        raise ServingError("this provider was built to read job records, not to encode requests")
-
-    return classes[name](base_url, api_key, no_body)
-
-
-#: The environment variable each provider's key is read from by ``datamill jobs``.
-KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}

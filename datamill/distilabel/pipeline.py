@@ -121,7 +121,7 @@ class Pipeline:
                 log.warning("%s", pending)
                 return Distiset(pending_jobs=pending.jobs)
             done[chain[-1].name] = engine.step_paths()[-1]
-        leaves = [chain[-1].name for chain in chains]
+        leaves = [chain[-1].name for chain in chains if not self.successors[chain[-1].name]]
         return Distiset(
             {
                 ("default" if len(leaves) == 1 else leaf): leaf_dataset(done[leaf], cache / "datasets")

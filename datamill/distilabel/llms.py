@@ -54,7 +54,8 @@ class LLM:
     ) -> None:
         self.model = model
         self.base_url = base_url
-        self.api_key = api_key
+        # distilabel passes a pydantic SecretStr; datamill's servings take the plain key.
+        self.api_key = api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else api_key
         self.max_retries = max_retries
         self.timeout = timeout
         self.generation_kwargs = dict(generation_kwargs or {})

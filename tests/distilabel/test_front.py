@@ -233,3 +233,29 @@ def test_what_the_engine_cannot_run_is_refused_before_anything_runs(tmp_path: Pa
 def test_the_exception_name_is_datamill_not_finished_error() -> None:
     assert DistilabelOfflineBatchGenerationNotFinishedException is OfflineBatchGenerationNotFinished
     assert os.environ.get("DATAMILL_FAULT") is None
+
+
+def test_anthropic_offline_batch_generation_blocks_until_the_message_batch_ends(
+    make_simulator, tmp_path
+) -> None:
+    sim = make_simulator(
+        batch_validating_seconds=0.01, batch_processing_seconds=0.2, batch_finalizing_seconds=0.01
+    )
+    with Pipeline(name="claude-batch", cache_dir=tmp_path) as pipeline:
+        llm = AnthropicLLM(
+            model="claude-haiku-4-5",
+            base_url=sim.anthropic_base,
+            use_offline_batch_generation=True,
+            offline_batch_generation_block_until_done=0.1,
+        )
+        LoadDataFromDicts(data=ROWS) >> TextGeneration(llm=llm)
+    rows = train_rows(pipeline.run())
+    assert all(row["generation"].endswith(row["instruction"]) for row in rows) and len(rows) == len(ROWS)
+    stats = sim.stats()
+    assert (stats["batches_created"], stats["batch_requests"], stats["requests"]) == (1, len(ROWS), 0)
+
+
+def test_an_empty_loader_gives_an_empty_result(simulator, tmp_path: Path) -> None:
+    with Pipeline(name="empty", cache_dir=tmp_path) as pipeline:
+        LoadDataFromDicts(data=[]) >> TextGeneration(llm=OpenAILLM(model="m", base_url=simulator.openai_base))
+    assert train_rows(pipeline.run()) == []

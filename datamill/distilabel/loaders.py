@@ -197,7 +197,7 @@ def loader_input_file(loader: GeneratorStep, cache_dir: Path) -> Path:
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"{loader.name}.jsonl"
-    scratch = target.with_name(target.name + ".tmp")
+    scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # one per process: never shared
     digest = hashlib.sha256()
     with scratch.open("wb") as handle:
         for row in loader.rows():

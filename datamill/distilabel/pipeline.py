@@ -42,7 +42,7 @@ class Pipeline:
 
     def __init__(
         self, name: str | None = None, description: str | None = None, cache_dir: str | Path | None = None
-    ):
+    ) -> None:
         self.name = check_name(name, "pipeline") if name else None
         self.description = description
         self.cache_dir = cache_dir

@@ -195,6 +195,8 @@ def loader_input_file(loader: GeneratorStep, cache_dir: Path) -> Path:
     JSON cannot hold written as their ``str``), so an unchanged dataset keeps the same file and
     the same fingerprints; a changed one replaces it atomically and the run recomputes.
     """
+    # Until BatchedFileStorage takes a datasets.Dataset or a list of dicts as its input: once it
+    # does, hand the loader's dataset (or list) to the storage here instead of writing a copy.
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"{loader.name}.jsonl"
     scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # one per process: never shared

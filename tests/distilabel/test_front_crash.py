@@ -48,7 +48,7 @@ def run_script(script: Path, cache: Path, url: str, fault: str | None) -> subpro
     return subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("fault", ["after_commit:3", "in_commit:5", "after_cache_put:2"])
+@pytest.mark.parametrize("fault", ["after_commit:1", "in_commit:2", "after_cache_put:2"])
 def test_sigkill_mid_run_then_rerun_writes_every_row_once_and_resends_nothing_stored(
     make_simulator, tmp_path: Path, fault: str
 ) -> None:

@@ -37,6 +37,13 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def check_runtime_parameters(values: dict[str, Any], allowed: tuple[str, ...], owner: str) -> None:
+    """Refuse runtime parameters ``owner`` does not take, naming the ones it does."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{owner} has no runtime parameter {unknown}; it takes {list(allowed)}")
+
+
 class Step:
     """Base of every step of a distilabel-style pipeline."""
 
@@ -88,12 +95,9 @@ class Step:
 
     def set_runtime_parameters(self, values: dict[str, Any]) -> None:
         """Apply ``pipeline.run(parameters={self.name: values})``; unknown names are refused."""
-        unknown = sorted(set(values) - set(self.RUNTIME_PARAMETERS))
-        if unknown:
-            raise ConfigError(
-                f"step {self.name!r} ({type(self).__name__}) has no runtime parameter {unknown}; "
-                f"it takes {list(self.RUNTIME_PARAMETERS)}"
-            )
+        check_runtime_parameters(
+            values, self.RUNTIME_PARAMETERS, f"step {self.name!r} ({type(self).__name__})"
+        )
         for key, value in values.items():
             setattr(self, key, value)
 

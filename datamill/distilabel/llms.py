@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+from datamill.distilabel.base import check_runtime_parameters
 from datamill.errors import ConfigError
 
 DEFAULT_MAX_TOKENS = 128
@@ -69,11 +70,7 @@ class LLM:
 
     def set_runtime_parameters(self, values: dict[str, Any]) -> None:
         """Apply ``parameters={task.name: {"llm": values}}``; unknown names are refused."""
-        unknown = sorted(set(values) - set(self.RUNTIME_PARAMETERS))
-        if unknown:
-            raise ConfigError(
-                f"{type(self).__name__} has no runtime parameter {unknown}; it takes {list(self.RUNTIME_PARAMETERS)}"
-            )
+        check_runtime_parameters(values, self.RUNTIME_PARAMETERS, type(self).__name__)
         for key, value in values.items():
             setattr(self, key, dict(value or {}) if key == "generation_kwargs" else value)
         self.request_params()

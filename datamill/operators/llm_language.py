@@ -43,6 +43,19 @@ _CODE_IN_PROSE = (
     re.compile(r"(?:language|code)\s*(?:is|:|=)\s*([a-z]{2})\b", re.IGNORECASE),
 )
 
+LANGUAGE_RESPONSE_FORMAT = {
+    "response_format": response_format_for(
+        {
+            "type": "object",
+            "properties": {"language": {"type": "string", "enum": list(ISO_639_1)}},
+            "required": ["language"],
+            "additionalProperties": False,
+        },
+        "language",
+        strict=True,
+    )
+}
+
 SYSTEM_PROMPT = (
     "Identify the language the user's text is written in. Answer with its ISO 639-1 code "
     '(two lowercase letters, e.g. en, zh, fr) as JSON: {"language": "<code>"}. '
@@ -107,20 +120,13 @@ class LLMLanguageFilter(SamplingGenerator):
         self.allowed_languages = sorted({str(code).lower() for code in codes})
         self.max_chars = max_chars
         self.use_response_format = use_response_format
+        self._params = LANGUAGE_RESPONSE_FORMAT if use_response_format else {}
 
     def run(self, storage: Any, input_key: str, output_key: str = "language_label") -> None:  # type: ignore[override]
         Operator.run(self, storage, input_key=input_key, output_key=output_key)
 
     def request_params(self) -> dict[str, Any]:
-        if not self.use_response_format:
-            return {}
-        schema = {
-            "type": "object",
-            "properties": {"language": {"type": "string", "enum": list(ISO_639_1)}},
-            "required": ["language"],
-            "additionalProperties": False,
-        }
-        return {"response_format": response_format_for(schema, "language", strict=True)}
+        return self._params
 
     def build_messages(self, row: Row, call: dict[str, Any]) -> list[dict[str, Any]]:
         text = str(require(row, call["input_key"]))

@@ -167,6 +167,8 @@ class MetaSampleEvaluator(SamplingGenerator):
         self.use_response_format = use_response_format
         self._names = [str(item["dimension_name"]) for item in self.dimensions]
         self._by_key = {normalise_name(name): name for name in self._names}
+        self._system_prompt = self.system_prompt()
+        self._params = self.response_format_params() if use_response_format else {}
 
     def run(self, storage: Any, input_key: str) -> None:  # type: ignore[override]
         Operator.run(self, storage, input_key=input_key)
@@ -189,8 +191,9 @@ class MetaSampleEvaluator(SamplingGenerator):
         return "\n".join(parts)
 
     def request_params(self) -> dict[str, Any]:
-        if not self.use_response_format:
-            return {}
+        return self._params
+
+    def response_format_params(self) -> dict[str, Any]:
         score = {"type": "integer", "minimum": self.min_score, "maximum": self.max_score}
         schema = {
             "type": "object",
@@ -202,7 +205,7 @@ class MetaSampleEvaluator(SamplingGenerator):
 
     def build_messages(self, row: Row, call: dict[str, Any]) -> list[dict[str, Any]]:
         text = str(require(row, call["input_key"]))
-        return with_system(self.system_prompt(), [{"role": "user", "content": text}])
+        return with_system(self._system_prompt, [{"role": "user", "content": text}])
 
     def parse_text(self, text: str, call: dict[str, Any]) -> dict[str, Any]:
         scores = self.scores_from_object(text) or self.scores_from_list(text) or self.scores_from_lines(text)

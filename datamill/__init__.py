@@ -23,6 +23,8 @@ _OPERATORS = (
     "LengthFilter",
     "RegexFilter",
     "LanguageFilter",
+    "LLMLanguageFilter",
+    "MetaSampleEvaluator",
     "MapOperator",
     "FilterOperator",
     "ExpandOperator",
@@ -66,12 +68,14 @@ __all__ = [
     "Failed",
     "FilterOperator",
     "LLMOperator",
+    "LLMLanguageFilter",
     "LLMScorer",
     "LanguageFilter",
     "LengthFilter",
     "LocalModelLLMServing_transformers",
     "LocalModelLLMServing_vllm",
     "MapOperator",
+    "MetaSampleEvaluator",
     "MinHashDeduplicator",
     "OfflineBatchGenerationNotFinished",
     "Operator",
@@ -105,6 +109,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from datamill.operators.functional import ExpandOperator, FilterOperator, MapOperator
     from datamill.operators.generate import PromptedGenerator
     from datamill.operators.judge import LLMScorer
+    from datamill.operators.llm_language import LLMLanguageFilter
+    from datamill.operators.meta_eval import MetaSampleEvaluator
     from datamill.operators.structured import StructuredGenerator
     from datamill.operators.templated import PromptTemplateGenerator
     from datamill.pipeline.base import BatchedPipelineABC

@@ -24,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     "LengthFilter": "datamill.operators.filters",
     "RegexFilter": "datamill.operators.filters",
     "LanguageFilter": "datamill.operators.filters",
+    "LLMLanguageFilter": "datamill.operators.llm_language",
+    "MetaSampleEvaluator": "datamill.operators.meta_eval",
     "MapOperator": "datamill.operators.functional",
     "FilterOperator": "datamill.operators.functional",
     "ExpandOperator": "datamill.operators.functional",

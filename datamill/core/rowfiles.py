@@ -30,6 +30,9 @@ FORMATS = ("jsonl", "csv", "parquet")
 _PART_SHIFT = 32
 #: One JSON object per line, keys as written; non-string keys are stringified, not an error.
 _ROW_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+_BOM = b"\xef\xbb\xbf"
+#: The largest CSV field read (the C long limit of the csv module).
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -49,7 +52,7 @@ def _line_number(path: Path, byte_offset: int) -> int:
 
 
 class JsonlReader:
-    """Streams JSON objects, one per line; blank lines are skipped."""
+    """Streams JSON objects, one per line; blank lines and a leading UTF-8 BOM are skipped."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -61,6 +64,8 @@ class JsonlReader:
             for line in handle:
                 start = offset
                 offset += len(line)
+                if start == 0 and line.startswith(_BOM):
+                    line = line[len(_BOM) :]
                 if not line.strip():
                     continue
                 try:
@@ -75,7 +80,7 @@ class JsonlReader:
                         ) from None
                     raise InputFileError(
                         f"{self.path}: line {_line_number(self.path, start)} is not valid JSON ({exc}); "
-                        "fix or remove that line and rerun — responses already received are reused, not paid again"
+                        "fix that line and rerun — responses already received are reused, not paid again"
                     ) from None
                 if not isinstance(row, dict):
                     raise InputFileError(
@@ -89,7 +94,10 @@ class CsvReader:
     """Streams CSV records as dicts keyed by the header; quoted newlines are read correctly.
 
     Values stay strings, as CSV carries no types. Positions are byte offsets of record starts,
-    tracked by feeding ``csv.reader`` one decoded line at a time (it never reads ahead).
+    tracked by feeding ``csv.reader`` one decoded line at a time (it never reads ahead). The
+    reader is strict: a quote left open, or a record whose field count differs from the
+    header's, is an error naming the line where that record starts — never records merged
+    into one field. A leading UTF-8 BOM (Excel's "CSV UTF-8") is not part of the first column.
     """
 
     def __init__(self, path: Path) -> None:
@@ -98,34 +106,54 @@ class CsvReader:
     def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
         with self.path.open("rb") as handle:
             consumed = [0]
-            lines = self._decoded_lines(handle, consumed)
-            reader = csv.reader(lines)
-            header = next(reader, None)
+            reader = self._records(handle, consumed)
+            header = self._next_record(reader, 0)
             if header is None:
                 return
             if position > consumed[0]:
                 handle.seek(position)
                 consumed[0] = position
-                lines = self._decoded_lines(handle, consumed)
-                reader = csv.reader(lines)
-            try:
-                for record in reader:
-                    if not record:
-                        continue
-                    if len(record) > len(header):
-                        raise InputFileError(
-                            f"{self.path}: line {_line_number(self.path, consumed[0])} has "
-                            f"{len(record)} fields but the header has {len(header)}"
-                        )
-                    yield dict(zip(header, record, strict=False)), consumed[0]
-            except csv.Error as exc:
-                raise InputFileError(
-                    f"{self.path}: malformed CSV near line {_line_number(self.path, consumed[0])}: {exc}"
-                ) from None
+                reader = self._records(handle, consumed)
+            while True:
+                start = consumed[0]
+                record = self._next_record(reader, start)
+                if record is None:
+                    return
+                if not record:
+                    continue
+                if len(record) != len(header):
+                    raise InputFileError(
+                        f"{self.path}: line {_line_number(self.path, start)} has {len(record)} field(s) "
+                        f"but the header has {len(header)}; quote fields that hold commas or fix that "
+                        "record, then rerun"
+                    )
+                yield dict(zip(header, record, strict=True)), consumed[0]
 
     def header(self) -> list[str]:
         with self.path.open("rb") as handle:
-            return next(csv.reader(self._decoded_lines(handle, [0])), None) or []
+            return self._next_record(self._records(handle, [0]), 0) or []
+
+    def _records(self, handle: io.BufferedReader, consumed: list[int]) -> Iterator[list[str]]:
+        # csv's field limit (128 KiB by default) is process-wide; it is only ever raised here,
+        # so that any value datamill wrote, or a user's CSV holds, reads back.
+        csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+        return csv.reader(self._decoded_lines(handle, consumed), strict=True)
+
+    def _next_record(self, reader: Iterator[list[str]], start: int) -> list[str] | None:
+        try:
+            return next(reader, None)
+        except csv.Error as exc:
+            line = _line_number(self.path, start)
+            if "unexpected end of data" in str(exc):
+                raise InputFileError(
+                    f"{self.path}: line {line} starts a record whose quote is never closed (it would run "
+                    'to the end of the file); fix its quoting (a quote inside a quoted field is written "") '
+                    "and rerun"
+                ) from None
+            raise InputFileError(
+                f"{self.path}: line {line} starts a record that is not valid CSV ({exc}); fix its "
+                'quoting (a quote inside a quoted field is written "") and rerun'
+            ) from None
 
     def _decoded_lines(self, handle: io.BufferedReader, consumed: list[int]) -> Iterator[str]:
         for line in handle:
@@ -136,6 +164,8 @@ class CsvReader:
                     f"{self.path}: line {_line_number(self.path, consumed[0])} is not UTF-8 "
                     f"({exc.reason}); re-encode the file as UTF-8"
                 ) from None
+            if consumed[0] == 0:
+                text = text.removeprefix(_BOM.decode())
             consumed[0] += len(line)
             yield text
 

@@ -145,8 +145,11 @@ class BatchedPipelineABC:
                 self.allowed_failure_fraction,
             )
             return
+        inputs = {step.index: step.input_path for step in self._plan or []}
         samples = [
-            f"step {s.index} row {row}: {err}" for s in summary.steps for row, err in s.failure_samples
+            f"step {s.index} ({s.name}), input row {row + 1} of {inputs.get(s.index, '?')}: {err}"
+            for s in summary.steps
+            for row, err in s.failure_samples
         ][:5]
         raise RowsFailedError(
             f"{failed} row(s) failed and were not written; they are recorded in the state database and "

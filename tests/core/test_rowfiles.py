@@ -215,3 +215,64 @@ def test_count_rows_counts_a_last_line_without_newline(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('{"a": 1}\n{"a": 2}')
     assert count_rows(path) == 2
+
+
+def test_a_csv_stray_quote_is_an_error_naming_the_line_where_the_record_starts(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    lines = ["id,text"] + [f"{i},row {i}" for i in range(50)]
+    lines[11] = '10,"a stray quote'  # row 10 starts on line 12; its quote is never closed
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputFileError) as caught:
+        list(iter_rows(path))
+    message = str(caught.value)
+    assert f"{path}: line 12 " in message and "quote" in message
+
+
+@pytest.mark.parametrize("record", ["3,x,extra", "3"])
+def test_a_csv_record_with_the_wrong_number_of_fields_names_its_line(tmp_path: Path, record: str) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(f'id,text\n0,"two\nlines"\n1,b\n{record}\n4,e\n')
+    with pytest.raises(InputFileError) as caught:
+        list(iter_rows(path))
+    message = str(caught.value)
+    assert f"{path}: line 5 " in message and "the header has 2" in message
+
+
+def test_a_csv_error_after_a_resume_still_names_the_right_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("id,text\n0,a\n1,b\n2,c,d\n")
+    _, after_first = next(iter(open_reader(path).iter_from(0)))
+    with pytest.raises(InputFileError, match=r"line 4 "):
+        list(open_reader(path).iter_from(after_first))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_utf8_bom_is_stripped_and_keeps_every_row(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"in.{fmt}"
+    body = '{"id": "0", "text": "a"}\n{"id": "1", "text": "b"}\n' if fmt == "jsonl" else "id,text\n0,a\n1,b\n"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert list(iter_rows(path)) == [{"id": "0", "text": "a"}, {"id": "1", "text": "b"}]
+    assert read_head(path) == [{"id": "0", "text": "a"}, {"id": "1", "text": "b"}]
+    if fmt == "csv":
+        assert CsvReader(path).header() == ["id", "text"]
+
+
+def test_the_jsonl_advice_for_a_bad_line_never_says_to_remove_it(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n{"a": \n')
+    with pytest.raises(InputFileError) as caught:
+        list(iter_rows(path))
+    assert "line 2 is not valid JSON" in str(caught.value) and "remove" not in str(caught.value)
+
+
+@pytest.mark.parametrize("how", ["written", "input"])
+def test_a_csv_field_over_128_kib_round_trips(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "step.csv"
+    big = "x" * (300 * 1024)
+    rows = [{"id": "0", "text": "small"}, {"id": "1", "text": big}, {"id": "2", "text": "after"}]
+    if how == "written":
+        write_batches(path, "csv", [rows[:2], rows[2:]])
+    else:
+        path.write_text("id,text\n" + "".join(f"{r['id']},{r['text']}\n" for r in rows))
+    assert list(iter_rows(path)) == rows
+    assert count_rows(path) == 3

@@ -173,12 +173,15 @@ class BatchedPipelineABC:
     # --- results ----------------------------------------------------------------------
 
     def step_paths(self) -> list[Path]:
-        """The output file (or Parquet directory) of each step, in order."""
+        """The output file (or Parquet directory) of each step, in order, holding committed
+        rows only: what a stopped run appended after its last commit is cut off first."""
         plan = self._require_plan()
+        assert self._storage is not None
+        self._storage.drop_uncommitted(len(plan))
         return [step.output_path for step in plan]
 
     def rows(self, step: int = -1) -> Iterator[Row]:
-        """Rows of a step's output (the last step by default), streamed from its file."""
+        """The committed rows of a step (the last step by default), streamed from its file."""
         plan = self._require_plan()
         assert self._storage is not None
         index = plan[step].index

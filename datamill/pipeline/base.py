@@ -29,6 +29,7 @@ from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, v
 from datamill.pipeline.progress import LoggingProgress, ProgressSink
 from datamill.pipeline.reconcile import reconcile
 from datamill.pipeline.runner import FAILURE_SAMPLES, PipelineRunner
+from datamill.pipeline.state_check import check_state_database
 from datamill.pipeline.storage import BatchedFileStorage
 from datamill.pipeline.summary import RunSummary, StepSummary
 
@@ -215,6 +216,7 @@ def _run(
     storage.cache_path.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with CacheLock(storage.lock_path):
+        check_state_database(storage, start_over=not resume_from_last and resume_step is None)
         # WAL with synchronous=NORMAL: a killed process loses no commit; a power loss may roll
         # back the last few (the database stays consistent, and resume truncates each step file
         # to its last surviving commit). Step files themselves are fsynced before each commit.

@@ -31,7 +31,7 @@ from datamill.simulator.batch_engine import (
 from datamill.simulator.online import Answerer, check_api_key
 from datamill.simulator.openai_api import answer_chat, answer_embeddings
 from datamill.simulator.state import STATE_KEY, SimulatorState, StoredFile, new_id
-from datamill.simulator.wire import OPENAI, dumps, json_response
+from datamill.simulator.wire import OPENAI, dumps, json_response, presented_api_key
 
 ENDPOINTS: dict[str, Answerer] = {
     "/v1/chat/completions": answer_chat,
@@ -246,6 +246,9 @@ async def create_batch(request: web.Request) -> web.Response:
     items, errors = validate_input_file(
         stored.data, endpoint, config.openai_batch_max_lines, config.openai_batch_max_bytes
     )
+    echo_key = presented_api_key(request) if config.echo_api_key else None
+    if echo_key:
+        errors = [{**error, "message": f"{error['message']} (key {echo_key})"} for error in errors]
     job = BatchJob(
         serial=state.next_serial(),
         items=items if not errors else [],
@@ -253,6 +256,7 @@ async def create_batch(request: web.Request) -> web.Response:
         seed=config.seed,
         expiry_seconds=config.batch_expiry_seconds,
         validation_errors=errors,
+        echo_key=echo_key,
     )
     batch = OpenAIBatch(new_id("batch_"), job, endpoint, stored.id, "24h", metadata)
     job.on_end = lambda ended: _result_files(batch, ended, state)

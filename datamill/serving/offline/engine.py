@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -186,6 +187,7 @@ class _OfflineRun:
                 known_ids=self.store.known_job_ids(),
             )
             if job is not None:
+                job = self.redacted(job)
                 log.info(
                     "%s: adopted job %s of chunk %s (its id was not recorded)",
                     self.label,
@@ -239,7 +241,7 @@ class _OfflineRun:
 
     async def _fetch(self, chunk: ChunkRecord) -> tuple[JobInfo, list[LineResult] | None]:
         assert chunk.job_id is not None
-        job = await self.provider.get_job(chunk.job_id)
+        job = self.redacted(await self.provider.get_job(chunk.job_id))
         if not job.ended or job.status == "failed":
             return job, None
         return job, await self.provider.results(job)
@@ -269,7 +271,7 @@ class _OfflineRun:
                 answers[key] = line.cached
                 failures.pop(key, None)
             elif key not in answers:
-                failures[key] = f"{self.provider.name} batch {job.id}: {line.error}"
+                failures[key] = self.provider.redact(f"{self.provider.name} batch {job.id}: {line.error}")
         for key in expected - answers.keys() - failures.keys():
             failures[key] = (
                 f"{self.provider.name} batch {job.id} ({job.status}) returned no result for this request"
@@ -363,8 +365,13 @@ class _OfflineRun:
             self.store.reject(chunk_id, message)
             return
         faults.crash_if("offline_after_create")
+        job = self.redacted(job)
         self.store.record_job(chunk_id, job)
         log.info("%s: submitted %s batch job %s (chunk %s)", self.label, self.provider.name, job.id, chunk_id)
+
+    def redacted(self, job: JobInfo) -> JobInfo:
+        """``job`` with the API key taken out of the provider's error messages."""
+        return dataclasses.replace(job, errors=[self.provider.redact(error) for error in job.errors])
 
     # --- reporting -----------------------------------------------------------------------
 

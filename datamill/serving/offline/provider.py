@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 
 from datamill.errors import ServingError
+from datamill.serving.http import redact
 from datamill.serving.types import GenericRequest, GenericResponse
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,11 @@ class BatchProvider(ABC):
     def auth_headers(self) -> dict[str, str]:
         return {}
 
+    def redact(self, text: str) -> str:
+        """``text`` without this provider's API key: every error or job message passes here
+        before it is logged, raised or stored (the online path's ``http.redact``)."""
+        return redact(text, self.api_key)
+
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
@@ -226,12 +232,14 @@ class BatchProvider(ABC):
                         return body if raw else json.loads(body)
                     message = _error_message(body)
                     error = BatchProviderError(
-                        f"{self.name} {method} {url} answered HTTP {reply.status}: {message}",
+                        self.redact(f"{self.name} {method} {url} answered HTTP {reply.status}: {message}"),
                         status=reply.status,
                         retryable=reply.status == 429 or reply.status >= 500,
                     )
             except aiohttp.ClientError as exc:
-                error = BatchProviderError(f"{self.name} {method} {url} failed: {exc!r}", retryable=True)
+                error = BatchProviderError(
+                    self.redact(f"{self.name} {method} {url} failed: {exc!r}"), retryable=True
+                )
             except asyncio.TimeoutError:
                 error = BatchProviderError(f"{self.name} {method} {url} timed out", retryable=True)
             if not error.retryable or attempt == attempts:

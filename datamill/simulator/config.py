@@ -51,6 +51,9 @@ class SimulatorConfig:
     batch_finalizing_seconds: float = _knob(0.05, "seconds spent 'finalizing' or 'cancelling'")
     batch_failed_line_rate: float = _knob(0.0, "fraction of batch lines that fail with a 500")
     batch_expiry_seconds: float | None = _knob(None, "seconds after creation a batch expires")
+    batch_create_delay_seconds: float = _knob(
+        0.0, "seconds an OpenAI batch create takes; the batch exists after it even if the client left"
+    )
     openai_batch_max_lines: int = _knob(50_000, "lines allowed in one OpenAI batch input file")
     openai_batch_max_bytes: int = _knob(200 * MiB, "bytes allowed in one OpenAI batch input file")
     anthropic_batch_max_requests: int = _knob(100_000, "requests allowed in one Anthropic batch")
@@ -72,6 +75,7 @@ class SimulatorConfig:
             "batch_validating_seconds",
             "batch_processing_seconds",
             "batch_finalizing_seconds",
+            "batch_create_delay_seconds",
         ):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):

@@ -8,6 +8,7 @@ lines shuffled, as the real service does, so a client must join on ``custom_id``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass
@@ -210,7 +211,26 @@ def _store_jsonl(state: SimulatorState, filename: str, lines: list[dict[str, Any
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    """``POST /v1/batches``: starts ``validating``; a bad input file fails it a moment later."""
+    """``POST /v1/batches``: starts ``validating``; a bad input file fails it a moment later.
+
+    With ``batch_create_delay_seconds`` the batch comes into existence only after that delay,
+    whether or not the client still waits for the answer: a create the client gave up on may
+    still land, as with a real provider.
+    """
+    state = request.app[STATE_KEY]
+    delay = state.config.batch_create_delay_seconds
+    if delay <= 0:
+        return await _create_batch_now(request)
+    await request.read()  # kept by aiohttp for the handler, even if the client goes away
+
+    async def later() -> web.Response:
+        await asyncio.sleep(delay)
+        return await _create_batch_now(request)
+
+    return await asyncio.shield(state.spawn(later()))
+
+
+async def _create_batch_now(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     refused = check_api_key(request, state, OPENAI)
     if refused is not None:

@@ -3,19 +3,21 @@
 Two tables beside the engine's own (same SQLite file, own connection, ``synchronous=FULL``):
 
 ``offline_batch_jobs`` — one row per chunk: its intent (step, provider, base URL — never the key —,
-model, size) is recorded before anything is sent, then the uploaded file id, then the job id,
-each in its own transaction the moment it is known. ``state`` walks
-``intent`` -> ``uploaded`` -> ``submitted`` -> ``ingested``, or ``rejected`` (the provider
-refused the chunk); a chunk that never reached the provider is deleted and its requests go back
-to the pool. ``status`` is the provider's job status (``datamill status`` lists the rows whose
+model, size) is recorded before anything is sent, then the uploaded file id, then that a create
+was sent (``creating``, at ``updated_at``), then the job id, each in its own transaction the
+moment it is known. ``state`` walks ``intent`` -> ``uploaded`` -> ``creating`` -> ``submitted``
+-> ``ingested``, or ``rejected`` (the provider refused the chunk); a chunk that never reached
+the provider is deleted and its requests go back to the pool. ``status`` is the provider's job status (``datamill status`` lists the rows whose
 status is not final).
 
 ``offline_requests`` — one row per request key handed to a chunk: the chunk that holds it, the
 attempts so far and its state: ``pending`` (in its chunk: waiting while the chunk is live,
 answered — its response in the request cache — once the chunk is ``ingested``), ``retry`` (its
 line failed; it goes into the next chunk), ``failed`` (out of attempts: the step's batches
-return ``Failed(error)`` for its rows) and ``reported`` (a failure already committed as a failed
-row; released on the next run so a resume retries it, like any failed row). Answered requests
+return ``Failed(error)`` for its rows), ``reported`` (a failure already committed as a failed
+row; released on the next run so a resume retries it, like any failed row) and ``cancelled``
+(its job was cancelled before answering it: it fails its row on every run, and goes back to
+the pool only when the user asks, ``datamill jobs --resubmit-cancelled``). Answered requests
 need no per-row write at ingestion, which keeps ingestion at the speed of the cache writes.
 Once the step has committed, its ``ingested`` chunks become ``collected`` (their responses'
 cost is counted by the commits that used them, once).
@@ -64,7 +66,7 @@ CREATE TABLE IF NOT EXISTS offline_requests (
 CREATE INDEX IF NOT EXISTS offline_requests_chunk ON offline_requests(chunk_id, state);
 """
 
-LIVE_STATES = ("intent", "uploaded", "submitted")
+LIVE_STATES = ("intent", "uploaded", "creating", "submitted")
 
 
 @dataclass
@@ -84,6 +86,7 @@ class ChunkRecord:
     failed: int
     errors: list[str]
     created_at: float
+    updated_at: float
 
     def as_job_dict(self) -> dict[str, Any]:
         """What ``OfflineBatchGenerationNotFinished.jobs`` and ``datamill jobs`` show."""
@@ -102,7 +105,7 @@ class ChunkRecord:
 
 _COLUMNS = (
     "chunk_id, step, provider, base_url, model, n_requests, n_bytes, state, file_id, job_id, "
-    "status, completed, failed, errors, created_at"
+    "status, completed, failed, errors, created_at, updated_at"
 )
 
 
@@ -170,6 +173,13 @@ class OfflineStore:
             (file_id, time.time(), chunk_id),
         )
 
+    def record_create_sent(self, chunk_id: str) -> None:
+        """A create is about to be sent: until its answer is recorded, the job may exist."""
+        self.conn.execute(
+            "UPDATE offline_batch_jobs SET state='creating', updated_at=? WHERE chunk_id=?",
+            (time.time(), chunk_id),
+        )
+
     def record_job(self, chunk_id: str, job: JobInfo) -> None:
         self.conn.execute(
             "UPDATE offline_batch_jobs SET state='submitted', job_id=?, status=?, completed=?, failed=?, "
@@ -220,18 +230,27 @@ class OfflineStore:
         answers: list[tuple[str, str]],
     ) -> None:
         """Record an ended chunk in one transaction: its answers into the request cache
-        (``(key, cache JSON)`` pairs), its failed requests to retry or give up, and its outcome.
-        The rest of the chunk's requests are answered (see the module docstring)."""
+        (``(key, cache JSON)`` pairs), its failed requests to retry or give up (held as
+        ``cancelled`` when the job was cancelled), and its outcome. The rest of the chunk's
+        requests are answered (see the module docstring)."""
         now = time.time()
+        failed_state = (
+            "'cancelled'"
+            if job.status == "cancelled"
+            else "CASE WHEN attempts>=:most THEN 'failed' ELSE 'retry' END"
+        )
         with self._txn() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO request_cache(key, response, created_at) VALUES (?, ?, ?)",
                 [(key, text, now) for key, text in answers],
             )
             conn.executemany(
-                "UPDATE offline_requests SET state=CASE WHEN attempts>=? THEN 'failed' ELSE 'retry' END, error=? "
-                "WHERE key=? AND chunk_id=? AND state='pending'",
-                [(max_attempts, error, key, chunk_id) for key, error in failures.items()],
+                f"UPDATE offline_requests SET state={failed_state}, error=:error "
+                "WHERE key=:key AND chunk_id=:chunk AND state='pending'",
+                [
+                    {"most": max_attempts, "error": error, "key": key, "chunk": chunk_id}
+                    for key, error in failures.items()
+                ],
             )
             conn.execute(
                 "UPDATE offline_batch_jobs SET state='ingested', status=?, completed=?, failed=?, errors=?, "
@@ -269,11 +288,12 @@ class OfflineStore:
         }
 
     def taken_keys(self) -> set[str]:
-        """Keys not to put in a new chunk: in a chunk (live or answered), or failed for good."""
+        """Keys not to put in a new chunk: in a chunk (live or answered), failed for good, or
+        held after a cancelled job."""
         return {
             r[0]
             for r in self.conn.execute(
-                "SELECT key FROM offline_requests WHERE state IN ('pending', 'failed')"
+                "SELECT key FROM offline_requests WHERE state IN ('pending', 'failed', 'cancelled')"
             )
         }
 
@@ -287,7 +307,8 @@ class OfflineStore:
         return {
             r[0]: r[1]
             for r in self.conn.execute(
-                "SELECT key, error FROM offline_requests WHERE step=? AND state='failed'", (step,)
+                "SELECT key, error FROM offline_requests WHERE step=? AND state IN ('failed', 'cancelled')",
+                (step,),
             )
         }
 
@@ -300,6 +321,14 @@ class OfflineStore:
                 "SELECT key FROM offline_requests WHERE chunk_id=? AND state='pending'", (chunk.chunk_id,)
             )
         }
+
+    def release_cancelled(self) -> int:
+        """Put the requests held after cancelled jobs back in the pool (the attempt that was
+        cancelled is not counted); the next run submits them. Returns how many."""
+        cursor = self.conn.execute(
+            "UPDATE offline_requests SET state='retry', attempts=MAX(attempts-1, 0) WHERE state='cancelled'"
+        )
+        return cursor.rowcount
 
     def release_reported(self, step: int) -> None:
         self.conn.execute("DELETE FROM offline_requests WHERE step=? AND state='reported'", (step,))

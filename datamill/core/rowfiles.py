@@ -1,12 +1,12 @@
 """Reading and appending rows in JSONL, CSV and Parquet, addressed by resumable positions.
 
 A *position* is an opaque integer that a reader hands back after each row and accepts to seek
-straight to the next one: a byte offset for JSONL and CSV, a (part, row) pair packed into one
-integer for a Parquet step directory, a row index for a single Parquet file. Resume stores the
+straight to the next one: a byte offset for JSONL and CSV, a row count for a Parquet step
+directory (``datamill.core.parquet_steps``) and for a single Parquet file. Resume stores the
 position in the state database and seeks there in O(1): no rescan of what was done.
 
 Writers append whole batches and make them durable (flush + fsync, or temp file + rename for
-Parquet parts) before the caller records the commit; ``truncate`` drops whatever was written
+Parquet files) before the caller records the commit; ``truncate`` drops whatever was written
 after the last commit (a torn line, or an append that never committed).
 """
 
@@ -23,11 +23,11 @@ from typing import Any
 import orjson
 
 from datamill.core import faults
+from datamill.core.parquet_steps import ParquetDirReader, ParquetDirWriter, iter_parquet_rows, stored_rows
 from datamill.errors import ConfigError, InputFileError
 
 Row = dict[str, Any]
 FORMATS = ("jsonl", "csv", "parquet")
-_PART_SHIFT = 32
 #: One JSON object per line, keys as written; non-string keys are stringified, not an error.
 _ROW_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _BOM = b"\xef\xbb\xbf"
@@ -183,43 +183,8 @@ class ParquetFileReader:
             parquet = pq.ParquetFile(self.path)
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise InputFileError(f"{self.path}: not a readable Parquet file ({exc})") from None
-        index = 0
-        for group in range(parquet.num_row_groups):
-            group_rows = parquet.metadata.row_group(group).num_rows
-            if index + group_rows <= position:
-                index += group_rows
-                continue
-            for row in parquet.read_row_group(group).to_pylist():
-                if index >= position:
-                    yield row, index + 1
-                index += 1
-
-
-class ParquetDirReader:
-    """Streams a step directory of Parquet parts; the position packs (part, row in part)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
-        import pyarrow.parquet as pq
-
-        part, skip = position >> _PART_SHIFT, position & ((1 << _PART_SHIFT) - 1)
-        while True:
-            part_path = self.path / part_name(part)
-            if not part_path.exists():
-                return
-            rows = pq.read_table(part_path).to_pylist()
-            for index in range(skip, len(rows)):
-                next_position = (part << _PART_SHIFT) | (index + 1)
-                if index + 1 == len(rows):
-                    next_position = (part + 1) << _PART_SHIFT
-                yield rows[index], next_position
-            part, skip = part + 1, 0
-
-
-def part_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
+        for index, row in enumerate(iter_parquet_rows(parquet, position), start=position + 1):
+            yield row, index
 
 
 RowReader = JsonlReader | CsvReader | ParquetFileReader | ParquetDirReader
@@ -254,14 +219,6 @@ def read_head(path: str | os.PathLike[str], limit: int = 20) -> list[Row]:
         if len(rows) >= limit:
             break
     return rows
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class JsonlWriter:
@@ -347,47 +304,6 @@ def _csv_cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class ParquetDirWriter:
-    """Writes each batch as one Parquet part (temp file + rename); the position counts parts."""
-
-    fmt = "parquet"
-
-    def __init__(self, path: Path, position: int) -> None:
-        self.path = path
-        self.position = position
-        path.mkdir(parents=True, exist_ok=True)
-        keep = position >> _PART_SHIFT
-        for entry in path.iterdir():
-            if entry.name.endswith(".tmp") or (
-                entry.name.startswith("part-") and int(entry.name[5:11]) >= keep
-            ):
-                entry.unlink()
-
-    def append(self, rows: list[Row]) -> int:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not rows:
-            return self.position
-        part = self.position >> _PART_SHIFT
-        final = self.path / part_name(part)
-        temp = final.with_name(final.name + ".tmp")
-        pq.write_table(pa.Table.from_pylist(rows), temp)
-        with temp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        if faults.armed("mid_append"):
-            faults.kill_now()
-        os.replace(temp, final)
-        self.position = (part + 1) << _PART_SHIFT
-        return self.position
-
-    def sync(self) -> None:
-        _fsync_dir(self.path)
-
-    def close(self) -> None:
-        pass
-
-
 RowWriter = JsonlWriter | CsvWriter | ParquetDirWriter
 
 
@@ -409,8 +325,7 @@ def count_rows(path: str | os.PathLike[str], fmt: str | None = None) -> int:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        files = sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        return stored_rows(path) if path.is_dir() else pq.ParquetFile(path).metadata.num_rows
     if fmt == "csv":
         return sum(1 for _ in CsvReader(path).iter_from(0))
     count = 0
@@ -420,3 +335,11 @@ def count_rows(path: str | os.PathLike[str], fmt: str | None = None) -> int:
             count += chunk.count(b"\n")
             last = chunk[-1:]
     return count + (last != b"\n")
+
+
+def stored_position(path: Path, fmt: str) -> int:
+    """The position a step file reaches as it is on disk (0 when it does not exist): what a
+    commit's ``out_position`` is checked against."""
+    if fmt == "parquet":
+        return stored_rows(path)
+    return path.stat().st_size if path.is_file() else 0

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from datamill.core.fingerprint import describe_changes
+from datamill.core.rowfiles import stored_position
 from datamill.core.state import StateDB
 from datamill.errors import ConfigError
 from datamill.pipeline.plan import StepPlan
@@ -110,8 +110,4 @@ def _step_file_lost_commits(state: StateDB, step: StepPlan) -> bool:
     position = state.load_position(step.index)
     if position.seq == 0:
         return False
-    path: Path = step.output_path
-    if step.output_format == "parquet":
-        parts = len(list(path.glob("part-*.parquet"))) if path.is_dir() else 0
-        return parts < position.out_position >> 32
-    return not path.exists() or path.stat().st_size < position.out_position
+    return stored_position(step.output_path, step.output_format) < position.out_position

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from datamill.core.parquet_steps import MERGE_FANIN
 from datamill.core.rowfiles import (
     CsvReader,
     count_rows,
     iter_rows,
     open_reader,
     open_writer,
-    part_name,
     read_head,
 )
 from datamill.errors import ConfigError, InputFileError
@@ -115,26 +115,103 @@ def test_csv_writer_refuses_a_row_with_a_column_the_header_lacks(tmp_path: Path)
     writer.close()
 
 
-def test_parquet_step_is_a_directory_of_one_part_per_batch(tmp_path: Path) -> None:
+def test_parquet_step_positions_are_row_counts_and_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "step.parquet"
     positions = write_batches(path, "parquet", [ROWS[:3], [], ROWS[3:5], ROWS[5:]])
     assert path.is_dir()
-    assert sorted(p.name for p in path.iterdir()) == [part_name(0), part_name(1), part_name(2)]
-    assert positions == [1 << 32, 1 << 32, 2 << 32, 3 << 32]
+    assert positions == [3, 3, 5, 7]
     assert list(iter_rows(path, "parquet")) == ROWS
     assert count_rows(path, "parquet") == len(ROWS)
 
 
-def test_parquet_writer_at_a_position_removes_later_parts_and_temp_files(tmp_path: Path) -> None:
+def test_parquet_writer_at_a_position_removes_later_files_and_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "step.parquet"
     positions = write_batches(path, "parquet", [ROWS[:3], ROWS[3:5], ROWS[5:]])
-    (path / (part_name(3) + ".tmp")).write_bytes(b"half-written")
+    (path / "rows-000000000007.parquet.tmp").write_bytes(b"half-written")
 
     writer = open_writer(path, "parquet", positions[0])
-    assert sorted(p.name for p in path.iterdir()) == [part_name(0)]
+    assert sorted(p.name for p in path.iterdir()) == ["rows-000000000000.parquet"]
     writer.append(ROWS[3:])
     writer.sync()
+    writer.close()
     assert list(iter_rows(path, "parquet")) == ROWS
+
+
+def many_rows(count: int) -> list[dict]:
+    return [{"id": i, "text": f"row {i}"} for i in range(count)]
+
+
+def test_a_parquet_step_of_tiny_batches_ends_as_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "step.parquet"
+    rows = many_rows(2000)
+    positions = write_batches(path, "parquet", [rows[i : i + 4] for i in range(0, len(rows), 4)])
+    assert positions[-1] == 2000
+    assert len(list(path.iterdir())) == 1  # not 500
+    assert list(iter_rows(path, "parquet")) == rows
+    assert count_rows(path, "parquet") == 2000
+
+
+def test_a_parquet_step_keeps_few_files_while_it_runs(tmp_path: Path) -> None:
+    path = tmp_path / "step.parquet"
+    rows = many_rows(1000)
+    writer = open_writer(path, "parquet", 0)
+    try:
+        for start in range(0, len(rows), 4):
+            writer.append(rows[start : start + 4])
+            writer.sync()
+            assert len(list(path.iterdir())) <= 3 * MERGE_FANIN
+    finally:
+        writer.close()
+    assert list(iter_rows(path, "parquet")) == rows
+
+
+def test_a_parquet_step_resumes_at_every_batch_after_merges(tmp_path: Path) -> None:
+    rows = many_rows(150)
+    batches = [rows[i : i + 5] for i in range(0, len(rows), 5)]
+    full = tmp_path / "full.parquet"
+    positions = write_batches(full, "parquet", batches)
+    for index in range(0, len(positions), 7):
+        position = positions[index]
+        assert [row for row, _ in read_with_positions(full, "parquet", position)] == rows[position:]
+        path = tmp_path / f"resumed-{index}.parquet"
+        write_batches(path, "parquet", batches)  # written (and merged) past the commit, as a killed run may
+        writer = open_writer(path, "parquet", position)  # cut back to the commit...
+        for batch in batches[index + 1 :]:  # ...and continued
+            writer.append(batch)
+            writer.sync()
+        writer.close()
+        assert list(iter_rows(path, "parquet")) == rows, f"resumed after batch {index}"
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+from datamill.core.rowfiles import open_writer
+writer = open_writer(Path(sys.argv[1]), "parquet", 0)
+for start in range(0, 400, 4):
+    writer.append([{"id": i, "text": f"row {i}"} for i in range(start, start + 4)])
+    writer.sync()
+"""
+
+
+def test_a_kill_in_the_middle_of_a_merge_loses_and_repeats_no_row(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "step.parquet"
+    env = {**os.environ, "DATAMILL_FAULT": "mid_merge:2"}
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)], env=env, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    held = list(iter_rows(path, "parquet"))
+    assert held == many_rows(len(held)) and len(held) >= 64  # the merged file, its leftovers skipped
+    writer = open_writer(path, "parquet", len(held))
+    writer.append(many_rows(len(held) + 4)[len(held) :])
+    writer.sync()
+    writer.close()
+    assert list(iter_rows(path, "parquet")) == many_rows(len(held) + 4)
+    assert len(list(path.iterdir())) == 1
 
 
 def test_single_parquet_input_file_positions_are_row_indexes(tmp_path: Path) -> None:

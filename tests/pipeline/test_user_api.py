@@ -106,7 +106,7 @@ def test_each_cache_type_runs_end_to_end_and_resumes(
     paths = first.step_paths()
     assert [path.name for path in paths] == [f"qa_step1.{cache_type}", f"qa_step2.{cache_type}"]
     if cache_type == "parquet":
-        assert all(path.is_dir() and any(path.glob("part-*.parquet")) for path in paths)
+        assert all(path.is_dir() and any(path.glob("rows-*.parquet")) for path in paths)
     rows = list(first.rows())
     assert_complete_qa_rows(rows)
     sent = simulator.stats()["requests"]
@@ -237,3 +237,14 @@ def test_rows_to_pandas_and_step_paths_show_only_committed_rows_after_a_kill(
     assert len(p.to_pandas()) == committed
     (path,) = p.step_paths()
     assert [int(row["id"]) for row in iter_rows(path, cache_type)] == list(range(committed))
+
+
+def test_a_parquet_step_run_in_tiny_batches_is_a_few_files_not_one_per_batch(
+    simulator, tmp_path: Path
+) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", questions(400))
+    p = AnswerPipeline(source, tmp_path / "cache", simulator.openai_base, cache_type="parquet")
+    p.forward(batch_size=4)
+    (path,) = p.step_paths()
+    assert len(list(path.iterdir())) == 1  # not 100
+    assert [int(row["id"]) for row in p.rows()] == list(range(400))

@@ -59,6 +59,8 @@ MAX_ATTEMPTS = 3
 #: (which would pay for the whole chunk twice); after it, the create is taken to have failed.
 CREATE_GRACE_SECONDS = 60.0
 LOOK_AGAIN_SECONDS = 1.0
+#: What to do about requests a cancelled job left unanswered: a rerun alone does not send them.
+RESUBMIT_CANCELLED = "`datamill jobs CACHE_DIR --resubmit-cancelled` sends them again with the next run"
 _LOOKUP_BATCH = 500
 
 
@@ -311,16 +313,15 @@ class _OfflineRun:
         if job.status == "cancelled" and failures:
             held = (
                 f"{self.provider.name} batch {job.id} was cancelled before answering this request; "
-                "cancelled requests are not resubmitted by a rerun: `datamill jobs CACHE_DIR "
-                "--resubmit-cancelled` sends them again with the next run"
+                f"cancelled requests are not resubmitted by a rerun: {RESUBMIT_CANCELLED}"
             )
             failures = dict.fromkeys(failures, held)
             log.warning(
-                "%s: job %s was cancelled: %d unanswered request(s) are held, not resubmitted; "
-                "`datamill jobs CACHE_DIR --resubmit-cancelled` sends them again with the next run",
+                "%s: job %s was cancelled: %d unanswered request(s) are held, not resubmitted; %s",
                 self.label,
                 job.id,
                 len(failures),
+                RESUBMIT_CANCELLED,
             )
         # Sorted keys: the cache's B-tree takes them in order, far cheaper than random inserts.
         # The insert runs in a thread (SQLite releases the GIL) while the loop parses the next

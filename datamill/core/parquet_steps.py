@@ -79,6 +79,11 @@ def step_files(path: Path) -> tuple[list[StepFile], list[Path]]:
             "aside and rerun"
         )
     named = sorted((int(m.group(1)), p) for p in path.iterdir() if (m := _NAME.fullmatch(p.name)))
+    if not named and any(path.glob("*.parquet")):
+        raise InputFileError(
+            f"{path} holds Parquet files that are not a datamill step (rows-NNNNNNNNNNNN.parquet); "
+            "give one Parquet file as the input"
+        )
     chain: list[StepFile] = []
     leftovers: list[Path] = []
     expected = 0

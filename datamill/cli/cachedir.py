@@ -7,7 +7,6 @@ process appended but never recorded, and that batch is not part of the result ye
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -17,10 +16,11 @@ from typing import Any
 
 import typer
 
-from datamill.core.rowfiles import Row, iter_rows
+from datamill.core.rowfiles import Row
 from datamill.core.spend import Spend
 from datamill.core.state import StateDB
 from datamill.errors import StateError
+from datamill.pipeline.storage import read_committed_rows
 
 STATE_SUFFIX = ".state.db"
 FINAL_JOB_STATES = frozenset({"completed", "ended", "failed", "expired", "cancelled", "canceled"})
@@ -34,6 +34,10 @@ class CacheDir:
     @property
     def state_path(self) -> Path:
         return self.path / f"{self.prefix}{STATE_SUFFIX}"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / f"{self.prefix}.lock"
 
     def open_state(self) -> StateDB:
         return StateDB.open_readonly(self.state_path)
@@ -89,13 +93,8 @@ def step_file(cache: CacheDir, state: StateDB, index: int) -> tuple[Path, str]:
 
 def committed_rows(cache: CacheDir, state: StateDB, index: int, limit: int | None = None) -> Iterator[Row]:
     """The rows step ``index`` has committed, in order (at most ``limit``)."""
-    committed = state.load_position(index).out_rows
-    if limit is not None:
-        committed = min(committed, limit)
-    if committed <= 0:
-        return iter(())
     path, fmt = step_file(cache, state, index)
-    return itertools.islice(iter_rows(path, fmt), committed)
+    return read_committed_rows(state, path, fmt, index, limit)
 
 
 # --- status --------------------------------------------------------------------------------

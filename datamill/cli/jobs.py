@@ -1,11 +1,13 @@
-"""``datamill jobs CACHE [--prefix P] [--all] [--no-refresh] [--cancel]``: the offline batch jobs of a cache.
+"""``datamill jobs CACHE [--prefix P] [--all] [--no-refresh] [--cancel] [--resubmit-cancelled]``:
+the offline batch jobs of a cache.
 
 Jobs are read from the state database (``offline_batch_jobs``), which stores each job's
 provider and base URL but never an API key. The live jobs' status is asked from the provider
 (unless ``--no-refresh``) and ``--cancel`` cancels them, with the key from the environment
 (``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``, or the variable named by ``--api-key-env``).
-Cancelled jobs are collected by the next run, which resubmits their unfinished requests.
-Takes no lock: safe while a run is polling.
+Cancelled jobs are collected by the next run, which keeps what they answered and holds their
+unanswered requests (their rows fail, saying so) until ``--resubmit-cancelled`` puts them back
+for the next run to send. Takes no lock: safe while a run is polling.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datamill.cli.app import app
 from datamill.cli.boundary import DEBUG_HELP, guarded
 
 PREFIX_HELP = "file_name_prefix of the cache; needed only when CACHE holds several."
-LIVE_STATES = ("intent", "uploaded", "submitted")
+LIVE_STATES = ("intent", "uploaded", "creating", "submitted")
 
 
 @app.command("jobs")
@@ -34,6 +36,11 @@ def jobs_command(
         True, "--refresh/--no-refresh", help="Ask the provider for each live job's current status."
     ),
     cancel: bool = typer.Option(False, "--cancel", help="Cancel every job that is still running."),
+    resubmit_cancelled: bool = typer.Option(
+        False,
+        "--resubmit-cancelled",
+        help="Let the next run send again the requests that cancelled jobs left unanswered.",
+    ),
     api_key_env: str | None = typer.Option(
         None, "--api-key-env", metavar="NAME", help="Environment variable holding the API key."
     ),
@@ -48,11 +55,14 @@ def jobs_command(
     from datamill.ui.tables import records_table
 
     found = locate_cache(cache, prefix)
+    released = _release_cancelled(found) if resubmit_cancelled else 0
     store = OfflineStore.open_readonly(found.state_path)
     try:
         chunks = store.chunks()
     finally:
         store.close()
+    if resubmit_cancelled:
+        typer.echo(f"{released} request(s) of cancelled jobs will be sent again by the next run", err=True)
     live = [c for c in chunks if c.state in LIVE_STATES]
     shown = chunks if show_all else live
     records = [_record(chunk.as_job_dict()) for chunk in shown]
@@ -119,3 +129,17 @@ async def _talk(
         for provider in providers.values():
             await provider.close()
     return updates
+
+
+def _release_cancelled(found: Any) -> int:
+    """Write, outside a run: take the cache lock so no run writes meanwhile."""
+    from datamill.core.lock import CacheLock
+    from datamill.core.state import StateDB
+    from datamill.serving.offline.store import OfflineStore
+
+    with CacheLock(found.lock_path):
+        db = StateDB(found.state_path)
+        try:
+            return OfflineStore.open_outside_a_run(db).release_cancelled()
+        finally:
+            db.close()

@@ -37,7 +37,8 @@ def run_command(
         False,
         "--fresh",
         help="Start over: rewind every step and recompute. Cached responses are reused, "
-        "so no request is paid twice.",
+        "so no request is paid twice. If the state database is missing or damaged, the old step "
+        "files are first moved into a timestamped folder in the cache directory.",
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --fresh."),
     block_until_done: float | None = typer.Option(

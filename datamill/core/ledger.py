@@ -52,7 +52,7 @@ import orjson
 from datamill.core import faults
 from datamill.core.keyfilter import KeyFilter
 from datamill.core.response_journal import ResponseJournal, read_journal
-from datamill.core.rowfiles import Row, RowWriter, open_writer
+from datamill.core.rowfiles import Row, RowWriter, open_writer, stored_position
 from datamill.core.spend import PaidResponse, Spend, insert_spend
 from datamill.core.state import BatchCommit, StateDB, insert_commits, store_responses
 from datamill.errors import StateError
@@ -520,10 +520,7 @@ def step_file_lost_commits(db: StateDB, step: int, path: Path, fmt: str) -> bool
     position = db.load_position(step)
     if position.seq == 0:
         return False
-    if fmt == "parquet":
-        parts = len(list(path.glob("part-*.parquet"))) if path.is_dir() else 0
-        return parts < position.out_position >> 32
-    return not path.exists() or path.stat().st_size < position.out_position
+    return stored_position(path, fmt) < position.out_position
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -1,12 +1,12 @@
 """Reading and appending rows in JSONL, CSV and Parquet, addressed by resumable positions.
 
 A *position* is an opaque integer that a reader hands back after each row and accepts to seek
-straight to the next one: a byte offset for JSONL and CSV, a (part, row) pair packed into one
-integer for a Parquet step directory, a row index for a single Parquet file. Resume stores the
+straight to the next one: a byte offset for JSONL and CSV, a row count for a Parquet step
+directory (``datamill.core.parquet_steps``) and for a single Parquet file. Resume stores the
 position in the state database and seeks there in O(1): no rescan of what was done.
 
 Writers append whole batches and make them durable (flush + fsync, or temp file + rename for
-Parquet parts) before the caller records the commit; ``truncate`` drops whatever was written
+Parquet files) before the caller records the commit; ``truncate`` drops whatever was written
 after the last commit (a torn line, or an append that never committed).
 """
 
@@ -23,13 +23,16 @@ from typing import Any
 import orjson
 
 from datamill.core import faults
+from datamill.core.parquet_steps import ParquetDirReader, ParquetDirWriter, iter_parquet_rows, stored_rows
 from datamill.errors import ConfigError, InputFileError
 
 Row = dict[str, Any]
 FORMATS = ("jsonl", "csv", "parquet")
-_PART_SHIFT = 32
 #: One JSON object per line, keys as written; non-string keys are stringified, not an error.
 _ROW_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+_BOM = b"\xef\xbb\xbf"
+#: The largest CSV field read (the C long limit of the csv module).
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -49,7 +52,7 @@ def _line_number(path: Path, byte_offset: int) -> int:
 
 
 class JsonlReader:
-    """Streams JSON objects, one per line; blank lines are skipped."""
+    """Streams JSON objects, one per line; blank lines and a leading UTF-8 BOM are skipped."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -61,6 +64,8 @@ class JsonlReader:
             for line in handle:
                 start = offset
                 offset += len(line)
+                if start == 0 and line.startswith(_BOM):
+                    line = line[len(_BOM) :]
                 if not line.strip():
                     continue
                 try:
@@ -75,7 +80,7 @@ class JsonlReader:
                         ) from None
                     raise InputFileError(
                         f"{self.path}: line {_line_number(self.path, start)} is not valid JSON ({exc}); "
-                        "fix or remove that line and rerun — responses already received are reused, not paid again"
+                        "fix that line and rerun — responses already received are reused, not paid again"
                     ) from None
                 if not isinstance(row, dict):
                     raise InputFileError(
@@ -89,7 +94,10 @@ class CsvReader:
     """Streams CSV records as dicts keyed by the header; quoted newlines are read correctly.
 
     Values stay strings, as CSV carries no types. Positions are byte offsets of record starts,
-    tracked by feeding ``csv.reader`` one decoded line at a time (it never reads ahead).
+    tracked by feeding ``csv.reader`` one decoded line at a time (it never reads ahead). The
+    reader is strict: a quote left open, or a record whose field count differs from the
+    header's, is an error naming the line where that record starts — never records merged
+    into one field. A leading UTF-8 BOM (Excel's "CSV UTF-8") is not part of the first column.
     """
 
     def __init__(self, path: Path) -> None:
@@ -98,34 +106,54 @@ class CsvReader:
     def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
         with self.path.open("rb") as handle:
             consumed = [0]
-            lines = self._decoded_lines(handle, consumed)
-            reader = csv.reader(lines)
-            header = next(reader, None)
+            reader = self._records(handle, consumed)
+            header = self._next_record(reader, 0)
             if header is None:
                 return
             if position > consumed[0]:
                 handle.seek(position)
                 consumed[0] = position
-                lines = self._decoded_lines(handle, consumed)
-                reader = csv.reader(lines)
-            try:
-                for record in reader:
-                    if not record:
-                        continue
-                    if len(record) > len(header):
-                        raise InputFileError(
-                            f"{self.path}: line {_line_number(self.path, consumed[0])} has "
-                            f"{len(record)} fields but the header has {len(header)}"
-                        )
-                    yield dict(zip(header, record, strict=False)), consumed[0]
-            except csv.Error as exc:
-                raise InputFileError(
-                    f"{self.path}: malformed CSV near line {_line_number(self.path, consumed[0])}: {exc}"
-                ) from None
+                reader = self._records(handle, consumed)
+            while True:
+                start = consumed[0]
+                record = self._next_record(reader, start)
+                if record is None:
+                    return
+                if not record:
+                    continue
+                if len(record) != len(header):
+                    raise InputFileError(
+                        f"{self.path}: line {_line_number(self.path, start)} has {len(record)} field(s) "
+                        f"but the header has {len(header)}; quote fields that hold commas or fix that "
+                        "record, then rerun"
+                    )
+                yield dict(zip(header, record, strict=True)), consumed[0]
 
     def header(self) -> list[str]:
         with self.path.open("rb") as handle:
-            return next(csv.reader(self._decoded_lines(handle, [0])), None) or []
+            return self._next_record(self._records(handle, [0]), 0) or []
+
+    def _records(self, handle: io.BufferedReader, consumed: list[int]) -> Iterator[list[str]]:
+        # csv's field limit (128 KiB by default) is process-wide; it is only ever raised here,
+        # so that any value datamill wrote, or a user's CSV holds, reads back.
+        csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+        return csv.reader(self._decoded_lines(handle, consumed), strict=True)
+
+    def _next_record(self, reader: Iterator[list[str]], start: int) -> list[str] | None:
+        try:
+            return next(reader, None)
+        except csv.Error as exc:
+            line = _line_number(self.path, start)
+            if "unexpected end of data" in str(exc):
+                raise InputFileError(
+                    f"{self.path}: line {line} starts a record whose quote is never closed (it would run "
+                    'to the end of the file); fix its quoting (a quote inside a quoted field is written "") '
+                    "and rerun"
+                ) from None
+            raise InputFileError(
+                f"{self.path}: line {line} starts a record that is not valid CSV ({exc}); fix its "
+                'quoting (a quote inside a quoted field is written "") and rerun'
+            ) from None
 
     def _decoded_lines(self, handle: io.BufferedReader, consumed: list[int]) -> Iterator[str]:
         for line in handle:
@@ -136,6 +164,8 @@ class CsvReader:
                     f"{self.path}: line {_line_number(self.path, consumed[0])} is not UTF-8 "
                     f"({exc.reason}); re-encode the file as UTF-8"
                 ) from None
+            if consumed[0] == 0:
+                text = text.removeprefix(_BOM.decode())
             consumed[0] += len(line)
             yield text
 
@@ -153,43 +183,8 @@ class ParquetFileReader:
             parquet = pq.ParquetFile(self.path)
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise InputFileError(f"{self.path}: not a readable Parquet file ({exc})") from None
-        index = 0
-        for group in range(parquet.num_row_groups):
-            group_rows = parquet.metadata.row_group(group).num_rows
-            if index + group_rows <= position:
-                index += group_rows
-                continue
-            for row in parquet.read_row_group(group).to_pylist():
-                if index >= position:
-                    yield row, index + 1
-                index += 1
-
-
-class ParquetDirReader:
-    """Streams a step directory of Parquet parts; the position packs (part, row in part)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
-        import pyarrow.parquet as pq
-
-        part, skip = position >> _PART_SHIFT, position & ((1 << _PART_SHIFT) - 1)
-        while True:
-            part_path = self.path / part_name(part)
-            if not part_path.exists():
-                return
-            rows = pq.read_table(part_path).to_pylist()
-            for index in range(skip, len(rows)):
-                next_position = (part << _PART_SHIFT) | (index + 1)
-                if index + 1 == len(rows):
-                    next_position = (part + 1) << _PART_SHIFT
-                yield rows[index], next_position
-            part, skip = part + 1, 0
-
-
-def part_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
+        for index, row in enumerate(iter_parquet_rows(parquet, position), start=position + 1):
+            yield row, index
 
 
 RowReader = JsonlReader | CsvReader | ParquetFileReader | ParquetDirReader
@@ -224,14 +219,6 @@ def read_head(path: str | os.PathLike[str], limit: int = 20) -> list[Row]:
         if len(rows) >= limit:
             break
     return rows
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class JsonlWriter:
@@ -317,47 +304,6 @@ def _csv_cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class ParquetDirWriter:
-    """Writes each batch as one Parquet part (temp file + rename); the position counts parts."""
-
-    fmt = "parquet"
-
-    def __init__(self, path: Path, position: int) -> None:
-        self.path = path
-        self.position = position
-        path.mkdir(parents=True, exist_ok=True)
-        keep = position >> _PART_SHIFT
-        for entry in path.iterdir():
-            if entry.name.endswith(".tmp") or (
-                entry.name.startswith("part-") and int(entry.name[5:11]) >= keep
-            ):
-                entry.unlink()
-
-    def append(self, rows: list[Row]) -> int:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not rows:
-            return self.position
-        part = self.position >> _PART_SHIFT
-        final = self.path / part_name(part)
-        temp = final.with_name(final.name + ".tmp")
-        pq.write_table(pa.Table.from_pylist(rows), temp)
-        with temp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        if faults.armed("mid_append"):
-            faults.kill_now()
-        os.replace(temp, final)
-        self.position = (part + 1) << _PART_SHIFT
-        return self.position
-
-    def sync(self) -> None:
-        _fsync_dir(self.path)
-
-    def close(self) -> None:
-        pass
-
-
 RowWriter = JsonlWriter | CsvWriter | ParquetDirWriter
 
 
@@ -379,8 +325,7 @@ def count_rows(path: str | os.PathLike[str], fmt: str | None = None) -> int:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        files = sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        return stored_rows(path) if path.is_dir() else pq.ParquetFile(path).metadata.num_rows
     if fmt == "csv":
         return sum(1 for _ in CsvReader(path).iter_from(0))
     count = 0
@@ -390,3 +335,11 @@ def count_rows(path: str | os.PathLike[str], fmt: str | None = None) -> int:
             count += chunk.count(b"\n")
             last = chunk[-1:]
     return count + (last != b"\n")
+
+
+def stored_position(path: Path, fmt: str) -> int:
+    """The position a step file reaches as it is on disk (0 when it does not exist): what a
+    commit's ``out_position`` is checked against."""
+    if fmt == "parquet":
+        return stored_rows(path)
+    return path.stat().st_size if path.is_file() else 0

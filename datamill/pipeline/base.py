@@ -28,6 +28,7 @@ from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, v
 from datamill.pipeline.progress import LoggingProgress, ProgressSink
 from datamill.pipeline.reconcile import reconcile
 from datamill.pipeline.runner import FAILURE_SAMPLES, PipelineRunner
+from datamill.pipeline.state_check import check_state_database
 from datamill.pipeline.storage import BatchedFileStorage
 from datamill.pipeline.summary import RunSummary, StepSummary
 
@@ -144,8 +145,11 @@ class BatchedPipelineABC:
                 self.allowed_failure_fraction,
             )
             return
+        inputs = {step.index: step.input_path for step in self._plan or []}
         samples = [
-            f"step {s.index} row {row}: {err}" for s in summary.steps for row, err in s.failure_samples
+            f"step {s.index} ({s.name}), input row {row + 1} of {inputs.get(s.index, '?')}: {err}"
+            for s in summary.steps
+            for row, err in s.failure_samples
         ][:5]
         raise RowsFailedError(
             f"{failed} row(s) failed and were not written; they are recorded in the state database and "
@@ -169,12 +173,15 @@ class BatchedPipelineABC:
     # --- results ----------------------------------------------------------------------
 
     def step_paths(self) -> list[Path]:
-        """The output file (or Parquet directory) of each step, in order."""
+        """The output file (or Parquet directory) of each step, in order, holding committed
+        rows only: what a stopped run appended after its last commit is cut off first."""
         plan = self._require_plan()
+        assert self._storage is not None
+        self._storage.drop_uncommitted(len(plan))
         return [step.output_path for step in plan]
 
     def rows(self, step: int = -1) -> Iterator[Row]:
-        """Rows of a step's output (the last step by default), streamed from its file."""
+        """The committed rows of a step (the last step by default), streamed from its file."""
         plan = self._require_plan()
         assert self._storage is not None
         index = plan[step].index
@@ -208,6 +215,7 @@ def _run(
     storage.cache_path.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with CacheLock(storage.lock_path):
+        check_state_database(storage, start_over=not resume_from_last and resume_step is None)
         ledger = Ledger(storage.state_path)
         run_id = ledger.db.start_run(os.getpid())
         summary = RunSummary(steps=[StepSummary(step.index, step.name, _model_of(step)) for step in plan])

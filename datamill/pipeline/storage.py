@@ -7,13 +7,36 @@ k-1, ``{prefix}.state.db``, ``{prefix}.lock``) and records the steps of ``forwar
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamill.core.rowfiles import FORMATS, Row, detect_format, iter_rows
-from datamill.errors import ConfigError, InputFileError
+from datamill.core.lock import CacheLock
+from datamill.core.rowfiles import FORMATS, Row, detect_format, iter_rows, open_writer
+from datamill.core.state import StateDB
+from datamill.errors import CacheLockedError, ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+
+def read_committed_rows(
+    state: StateDB, path: Path, fmt: str, index: int, limit: int | None = None
+) -> Iterator[Row]:
+    """The rows step ``index`` has committed, in order (at most ``limit``).
+
+    A step file may end with a batch that a running (or killed) process appended but never
+    committed; that batch is not part of the result, so only the committed count is read.
+    The count is taken now: the iterator needs no open ``state``.
+    """
+    committed = state.load_position(index).out_rows
+    if limit is not None:
+        committed = min(committed, limit)
+    if committed <= 0:
+        return iter(())
+    return itertools.islice(iter_rows(path, fmt), committed)
 
 
 @dataclass
@@ -111,7 +134,42 @@ class BatchedFileStorage:
         return self.cache_path / f"{self.file_name_prefix}.log"
 
     def iter_step_rows(self, index: int) -> Iterator[Row]:
+        """The committed rows of step ``index`` (read-only: works while a run is going)."""
         path = self.step_path(index)
         if not path.exists():
             raise InputFileError(f"{path} does not exist yet: step {index} has not run; call forward() first")
-        return iter_rows(path, self.cache_type)
+        state = StateDB.open_readonly(self.state_path)
+        try:
+            return read_committed_rows(state, path, self.cache_type, index)
+        finally:
+            state.close()
+
+    def drop_uncommitted(self, steps: int) -> None:
+        """Cut from the first ``steps`` step files what a stopped run appended after its last
+        commit, so that the files hold committed rows only (the next run would cut it too).
+
+        Skipped, with a warning, while a run holds the cache: its batches being committed are
+        not to be cut.
+        """
+        if not self.state_path.is_file():
+            return
+        lock = CacheLock(self.lock_path)
+        try:
+            lock.acquire()
+        except CacheLockedError:
+            log.warning(
+                "a run is using %s: its step files may end with batches not yet committed", self.cache_path
+            )
+            return
+        try:
+            state = StateDB.open_readonly(self.state_path)
+            try:
+                positions = {index: state.load_position(index).out_position for index in range(steps)}
+            finally:
+                state.close()
+            for index, position in positions.items():
+                path = self.step_path(index)
+                if path.exists():
+                    open_writer(path, self.cache_type, position).close()
+        finally:
+            lock.release()

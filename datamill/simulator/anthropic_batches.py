@@ -32,7 +32,7 @@ from datamill.simulator.batch_engine import (
 )
 from datamill.simulator.online import check_api_key
 from datamill.simulator.state import STATE_KEY, SimulatorState, new_id
-from datamill.simulator.wire import ANTHROPIC, dumps, json_response
+from datamill.simulator.wire import ANTHROPIC, dumps, json_response, presented_api_key
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _DAY = 24 * 3600
@@ -149,6 +149,7 @@ async def create_batch(request: web.Request) -> web.Response:
         seed=config.seed,
         expiry_seconds=config.batch_expiry_seconds,
         phase=IN_PROGRESS,
+        echo_key=presented_api_key(request) if config.echo_api_key else None,
     )
     batch = AnthropicBatch(new_id("msgbatch_"), job)
     job.on_end = lambda ended: _write_results(batch, ended, state)

@@ -88,6 +88,8 @@ class BatchJob:
     succeeded: int = 0
     errored: int = 0
     cancel_requested: bool = False
+    #: The caller's key, quoted in failed lines' messages (the ``echo_api_key`` knob), else None.
+    echo_key: str | None = None
 
     @property
     def status(self) -> str:
@@ -188,9 +190,10 @@ def _answer_lines(job: BatchJob, state: SimulatorState, rng: random.Random, stop
             job.errored += 1
             continue
         if failed_rate > 0.0 and rng.random() < failed_rate:
-            job.results.append(
-                ItemResult(item.custom_id, ERRORED, status_code=500, message="Internal server error")
-            )
+            message = "Internal server error"
+            if job.echo_key:
+                message += f" (request made with key {job.echo_key})"
+            job.results.append(ItemResult(item.custom_id, ERRORED, status_code=500, message=message))
             job.errored += 1
             continue
         accounting.record_batch_answer(

@@ -46,11 +46,17 @@ class SimulatorConfig:
     rpm_burst: int | None = _knob(None, "token-bucket capacity; default: rpm_limit")
     seed: int = _knob(0, "seed of every random choice the simulator makes")
     require_api_key: str | None = _knob(None, "answer 401 unless the request carries this key")
+    echo_api_key: int = _knob(
+        0, "1: 401s, failed batch lines and batch validation errors quote the caller's key in full"
+    )
     batch_validating_seconds: float = _knob(0.05, "seconds an OpenAI batch stays 'validating'")
     batch_processing_seconds: float = _knob(1.0, "seconds from in_progress to all lines done")
     batch_finalizing_seconds: float = _knob(0.05, "seconds spent 'finalizing' or 'cancelling'")
     batch_failed_line_rate: float = _knob(0.0, "fraction of batch lines that fail with a 500")
     batch_expiry_seconds: float | None = _knob(None, "seconds after creation a batch expires")
+    batch_create_delay_seconds: float = _knob(
+        0.0, "seconds an OpenAI batch create takes; the batch exists after it even if the client left"
+    )
     openai_batch_max_lines: int = _knob(50_000, "lines allowed in one OpenAI batch input file")
     openai_batch_max_bytes: int = _knob(200 * MiB, "bytes allowed in one OpenAI batch input file")
     anthropic_batch_max_requests: int = _knob(100_000, "requests allowed in one Anthropic batch")
@@ -78,10 +84,13 @@ class SimulatorConfig:
             "batch_validating_seconds",
             "batch_processing_seconds",
             "batch_finalizing_seconds",
+            "batch_create_delay_seconds",
         ):
             value = getattr(self, name)
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.echo_api_key not in (0, 1):
+            raise ValueError(f"echo_api_key must be 0 or 1, got {self.echo_api_key!r}")
         if self.batch_expiry_seconds is not None and self.batch_expiry_seconds <= 0:
             raise ValueError("batch_expiry_seconds must be > 0 or None")
         for name in ("rpm_limit", "rpm_burst"):

@@ -51,7 +51,7 @@ def check_api_key(request: web.Request, state: SimulatorState, wire: Wire) -> we
     if presented == required:
         return None
     state.accounting.unauthorized += 1
-    return wire.unauthorized(presented)
+    return wire.unauthorized(presented, echo=bool(state.config.echo_api_key))
 
 
 async def handle_model_call(request: web.Request, wire: Wire, answer: Answerer) -> web.StreamResponse:

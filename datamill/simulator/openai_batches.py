@@ -8,6 +8,7 @@ lines shuffled, as the real service does, so a client must join on ``custom_id``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from datamill.simulator.batch_engine import (
 from datamill.simulator.online import Answerer, check_api_key
 from datamill.simulator.openai_api import answer_chat, answer_embeddings
 from datamill.simulator.state import STATE_KEY, SimulatorState, StoredFile, new_id
-from datamill.simulator.wire import OPENAI, dumps, json_response
+from datamill.simulator.wire import OPENAI, dumps, json_response, presented_api_key
 
 ENDPOINTS: dict[str, Answerer] = {
     "/v1/chat/completions": answer_chat,
@@ -210,7 +211,26 @@ def _store_jsonl(state: SimulatorState, filename: str, lines: list[dict[str, Any
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    """``POST /v1/batches``: starts ``validating``; a bad input file fails it a moment later."""
+    """``POST /v1/batches``: starts ``validating``; a bad input file fails it a moment later.
+
+    With ``batch_create_delay_seconds`` the batch comes into existence only after that delay,
+    whether or not the client still waits for the answer: a create the client gave up on may
+    still land, as with a real provider.
+    """
+    state = request.app[STATE_KEY]
+    delay = state.config.batch_create_delay_seconds
+    if delay <= 0:
+        return await _create_batch_now(request)
+    await request.read()  # kept by aiohttp for the handler, even if the client goes away
+
+    async def later() -> web.Response:
+        await asyncio.sleep(delay)
+        return await _create_batch_now(request)
+
+    return await asyncio.shield(state.spawn(later()))
+
+
+async def _create_batch_now(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     refused = check_api_key(request, state, OPENAI)
     if refused is not None:
@@ -246,6 +266,9 @@ async def create_batch(request: web.Request) -> web.Response:
     items, errors = validate_input_file(
         stored.data, endpoint, config.openai_batch_max_lines, config.openai_batch_max_bytes
     )
+    echo_key = presented_api_key(request) if config.echo_api_key else None
+    if echo_key:
+        errors = [{**error, "message": f"{error['message']} (key {echo_key})"} for error in errors]
     job = BatchJob(
         serial=state.next_serial(),
         items=items if not errors else [],
@@ -253,6 +276,7 @@ async def create_batch(request: web.Request) -> web.Response:
         seed=config.seed,
         expiry_seconds=config.batch_expiry_seconds,
         validation_errors=errors,
+        echo_key=echo_key,
     )
     batch = OpenAIBatch(new_id("batch_"), job, endpoint, stored.id, "24h", metadata)
     job.on_end = lambda ended: _result_files(batch, ended, state)

@@ -68,9 +68,11 @@ class OpenAIWire:
     def conflict(self, message: str) -> web.Response:
         return self.error(409, message, "invalid_request_error", "conflict")
 
-    def unauthorized(self, presented: str | None) -> web.Response:
+    def unauthorized(self, presented: str | None, *, echo: bool = False) -> web.Response:
         shown = (
-            f"{presented[:3]}...{presented[-4:]}" if presented and len(presented) > 8 else (presented or "")
+            f"{presented[:3]}...{presented[-4:]}"
+            if presented and len(presented) > 8 and not echo
+            else (presented or "")
         )
         message = (
             f"Incorrect API key provided: {shown}. You can find your API key at "
@@ -134,8 +136,8 @@ class AnthropicWire:
     def conflict(self, message: str) -> web.Response:
         return self.error(409, message)
 
-    def unauthorized(self, presented: str | None) -> web.Response:
-        return self.error(401, "invalid x-api-key")
+    def unauthorized(self, presented: str | None, *, echo: bool = False) -> web.Response:
+        return self.error(401, f"invalid x-api-key {presented}" if echo else "invalid x-api-key")
 
     def rate_limited(self, wait_seconds: float, rpm: int) -> web.Response:
         response = self.error(429, f"Number of requests has exceeded your per-minute rate limit ({rpm}).")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from datamill.core.parquet_steps import MERGE_FANIN
 from datamill.core.rowfiles import (
     CsvReader,
     count_rows,
     iter_rows,
     open_reader,
     open_writer,
-    part_name,
     read_head,
 )
 from datamill.errors import ConfigError, InputFileError
@@ -115,26 +115,103 @@ def test_csv_writer_refuses_a_row_with_a_column_the_header_lacks(tmp_path: Path)
     writer.close()
 
 
-def test_parquet_step_is_a_directory_of_one_part_per_batch(tmp_path: Path) -> None:
+def test_parquet_step_positions_are_row_counts_and_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "step.parquet"
     positions = write_batches(path, "parquet", [ROWS[:3], [], ROWS[3:5], ROWS[5:]])
     assert path.is_dir()
-    assert sorted(p.name for p in path.iterdir()) == [part_name(0), part_name(1), part_name(2)]
-    assert positions == [1 << 32, 1 << 32, 2 << 32, 3 << 32]
+    assert positions == [3, 3, 5, 7]
     assert list(iter_rows(path, "parquet")) == ROWS
     assert count_rows(path, "parquet") == len(ROWS)
 
 
-def test_parquet_writer_at_a_position_removes_later_parts_and_temp_files(tmp_path: Path) -> None:
+def test_parquet_writer_at_a_position_removes_later_files_and_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "step.parquet"
     positions = write_batches(path, "parquet", [ROWS[:3], ROWS[3:5], ROWS[5:]])
-    (path / (part_name(3) + ".tmp")).write_bytes(b"half-written")
+    (path / "rows-000000000007.parquet.tmp").write_bytes(b"half-written")
 
     writer = open_writer(path, "parquet", positions[0])
-    assert sorted(p.name for p in path.iterdir()) == [part_name(0)]
+    assert sorted(p.name for p in path.iterdir()) == ["rows-000000000000.parquet"]
     writer.append(ROWS[3:])
     writer.sync()
+    writer.close()
     assert list(iter_rows(path, "parquet")) == ROWS
+
+
+def many_rows(count: int) -> list[dict]:
+    return [{"id": i, "text": f"row {i}"} for i in range(count)]
+
+
+def test_a_parquet_step_of_tiny_batches_ends_as_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "step.parquet"
+    rows = many_rows(2000)
+    positions = write_batches(path, "parquet", [rows[i : i + 4] for i in range(0, len(rows), 4)])
+    assert positions[-1] == 2000
+    assert len(list(path.iterdir())) == 1  # not 500
+    assert list(iter_rows(path, "parquet")) == rows
+    assert count_rows(path, "parquet") == 2000
+
+
+def test_a_parquet_step_keeps_few_files_while_it_runs(tmp_path: Path) -> None:
+    path = tmp_path / "step.parquet"
+    rows = many_rows(1000)
+    writer = open_writer(path, "parquet", 0)
+    try:
+        for start in range(0, len(rows), 4):
+            writer.append(rows[start : start + 4])
+            writer.sync()
+            assert len(list(path.iterdir())) <= 3 * MERGE_FANIN
+    finally:
+        writer.close()
+    assert list(iter_rows(path, "parquet")) == rows
+
+
+def test_a_parquet_step_resumes_at_every_batch_after_merges(tmp_path: Path) -> None:
+    rows = many_rows(150)
+    batches = [rows[i : i + 5] for i in range(0, len(rows), 5)]
+    full = tmp_path / "full.parquet"
+    positions = write_batches(full, "parquet", batches)
+    for index in range(0, len(positions), 7):
+        position = positions[index]
+        assert [row for row, _ in read_with_positions(full, "parquet", position)] == rows[position:]
+        path = tmp_path / f"resumed-{index}.parquet"
+        write_batches(path, "parquet", batches)  # written (and merged) past the commit, as a killed run may
+        writer = open_writer(path, "parquet", position)  # cut back to the commit...
+        for batch in batches[index + 1 :]:  # ...and continued
+            writer.append(batch)
+            writer.sync()
+        writer.close()
+        assert list(iter_rows(path, "parquet")) == rows, f"resumed after batch {index}"
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+from datamill.core.rowfiles import open_writer
+writer = open_writer(Path(sys.argv[1]), "parquet", 0)
+for start in range(0, 400, 4):
+    writer.append([{"id": i, "text": f"row {i}"} for i in range(start, start + 4)])
+    writer.sync()
+"""
+
+
+def test_a_kill_in_the_middle_of_a_merge_loses_and_repeats_no_row(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "step.parquet"
+    env = {**os.environ, "DATAMILL_FAULT": "mid_merge:2"}
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)], env=env, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    held = list(iter_rows(path, "parquet"))
+    assert held == many_rows(len(held)) and len(held) >= 64  # the merged file, its leftovers skipped
+    writer = open_writer(path, "parquet", len(held))
+    writer.append(many_rows(len(held) + 4)[len(held) :])
+    writer.sync()
+    writer.close()
+    assert list(iter_rows(path, "parquet")) == many_rows(len(held) + 4)
+    assert len(list(path.iterdir())) == 1
 
 
 def test_single_parquet_input_file_positions_are_row_indexes(tmp_path: Path) -> None:
@@ -215,3 +292,64 @@ def test_count_rows_counts_a_last_line_without_newline(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('{"a": 1}\n{"a": 2}')
     assert count_rows(path) == 2
+
+
+def test_a_csv_stray_quote_is_an_error_naming_the_line_where_the_record_starts(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    lines = ["id,text"] + [f"{i},row {i}" for i in range(50)]
+    lines[11] = '10,"a stray quote'  # row 10 starts on line 12; its quote is never closed
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputFileError) as caught:
+        list(iter_rows(path))
+    message = str(caught.value)
+    assert f"{path}: line 12 " in message and "quote" in message
+
+
+@pytest.mark.parametrize("record", ["3,x,extra", "3"])
+def test_a_csv_record_with_the_wrong_number_of_fields_names_its_line(tmp_path: Path, record: str) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(f'id,text\n0,"two\nlines"\n1,b\n{record}\n4,e\n')
+    with pytest.raises(InputFileError) as caught:
+        list(iter_rows(path))
+    message = str(caught.value)
+    assert f"{path}: line 5 " in message and "the header has 2" in message
+
+
+def test_a_csv_error_after_a_resume_still_names_the_right_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("id,text\n0,a\n1,b\n2,c,d\n")
+    _, after_first = next(iter(open_reader(path).iter_from(0)))
+    with pytest.raises(InputFileError, match=r"line 4 "):
+        list(open_reader(path).iter_from(after_first))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_utf8_bom_is_stripped_and_keeps_every_row(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"in.{fmt}"
+    body = '{"id": "0", "text": "a"}\n{"id": "1", "text": "b"}\n' if fmt == "jsonl" else "id,text\n0,a\n1,b\n"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert list(iter_rows(path)) == [{"id": "0", "text": "a"}, {"id": "1", "text": "b"}]
+    assert read_head(path) == [{"id": "0", "text": "a"}, {"id": "1", "text": "b"}]
+    if fmt == "csv":
+        assert CsvReader(path).header() == ["id", "text"]
+
+
+def test_the_jsonl_advice_for_a_bad_line_never_says_to_remove_it(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n{"a": \n')
+    with pytest.raises(InputFileError) as caught:
+        list(iter_rows(path))
+    assert "line 2 is not valid JSON" in str(caught.value) and "remove" not in str(caught.value)
+
+
+@pytest.mark.parametrize("how", ["written", "input"])
+def test_a_csv_field_over_128_kib_round_trips(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "step.csv"
+    big = "x" * (300 * 1024)
+    rows = [{"id": "0", "text": "small"}, {"id": "1", "text": big}, {"id": "2", "text": "after"}]
+    if how == "written":
+        write_batches(path, "csv", [rows[:2], rows[2:]])
+    else:
+        path.write_text("id,text\n" + "".join(f"{r['id']},{r['text']}\n" for r in rows))
+    assert list(iter_rows(path)) == rows
+    assert count_rows(path) == 3

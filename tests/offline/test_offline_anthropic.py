@@ -107,7 +107,7 @@ def test_anthropic_job_created_but_not_recorded_is_adopted(
         ClaudePipeline(source, cache, sim.anthropic_base).forward(batch_size=8)
     monkeypatch.undo()
     (record,) = job_rows(cache / "claude.state.db")
-    assert record["state"] == "intent" and record["job_id"] is None
+    assert record["state"] == "creating" and record["job_id"] is None  # the create was sent
     assert sim.stats()["batches_created"] == 1
     _finish(source, cache, sim.anthropic_base)
     _check_rows(cache)

@@ -222,3 +222,36 @@ def test_sigint_while_results_are_stored_never_kills_the_interpreter(
     stats = sim.stats(detail=True)
     assert stats["batches_created"] == 10 and stats["batch_answered"] == 10 * STORING_ROWS
     assert stats["duplicate_client_keys"] == [] and stats["requests"] == 0
+
+
+def test_a_create_that_lands_after_the_client_gave_up_is_adopted_not_repeated(make_simulator, child) -> None:
+    """The provider commits the batch 6 s after the create was sent; the client is killed while
+    waiting and rerun at once: the rerun waits for the create to land rather than create again."""
+    sim = make_simulator(
+        batch_create_delay_seconds=6.0,
+        batch_validating_seconds=0.01,
+        batch_processing_seconds=0.2,
+        batch_finalizing_seconds=0.01,
+    )
+    proc = subprocess.Popen([sys.executable, str(child.script)], env=child.env(sim.openai_base))
+    try:
+        deadline = time.monotonic() + 30
+        while sim.stats()["files_created"] < 1:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)  # the create is on the wire, unanswered
+    finally:
+        proc.kill()
+        proc.wait()
+    assert sim.stats()["batches_created"] == 0
+
+    done = child(sim.openai_base)
+    deadline = time.monotonic() + 30
+    while done.returncode != 0:
+        assert done.returncode == PENDING and time.monotonic() < deadline, done.stderr
+        time.sleep(0.2)
+        done = child(sim.openai_base)
+    assert_rows_match_input(read_jsonl(child.cache / "off_step1.jsonl"), ROWS)
+    stats = sim.stats(detail=True)
+    assert (stats["files_created"], stats["batches_created"], stats["batch_answered"]) == (1, 1, ROWS)
+    assert stats["duplicate_client_keys"] == []

@@ -159,7 +159,7 @@ def test_job_failing_validation_is_reported_with_the_provider_errors(make_simula
     assert sim.stats()["batches_created"] == 1  # a refused file is not resubmitted in the same run
 
 
-def test_cancelled_job_is_collected_and_the_rest_resubmitted(
+def test_a_cancelled_job_is_reported_and_resubmitted_only_when_asked(
     make_simulator, source: Path, tmp_path: Path
 ) -> None:
     from typer.testing import CliRunner
@@ -183,11 +183,23 @@ def test_cancelled_job_is_collected_and_the_rest_resubmitted(
     assert cancelled.exit_code == 0, cancelled.output
     assert "cancel" in cancelled.output
     sim.configure(batch_processing_seconds=0.1)
+    time.sleep(0.2)
+
+    for _ in range(2):  # a plain rerun, and another: the cancelled requests stay held, and say why
+        with pytest.raises(RowsFailedError) as held:
+            run_until_done(lambda: OfflinePipeline(source, cache, sim.openai_base))
+        assert "was cancelled" in str(held.value) and "--resubmit-cancelled" in str(held.value)
+        (first,) = job_rows(cache / "off.state.db")
+        assert first["status"] == "cancelled"
+        assert held.value.summary.rows_failed == ROWS - first["completed"]
+    assert sim.stats()["batches_created"] == 1
+
+    asked = CliRunner().invoke(app, ["jobs", str(cache), "--resubmit-cancelled"], env=wide)
+    assert asked.exit_code == 0, asked.output
     summary, _ = run_until_done(lambda: OfflinePipeline(source, cache, sim.openai_base))
     assert summary.status == "complete"
     assert_rows_match_input(read_jsonl(cache / "off_step1.jsonl"), ROWS)
     first, second = job_rows(cache / "off.state.db")
-    assert first["status"] == "cancelled"
     assert second["n_requests"] == ROWS - first["completed"]
     assert sim.stats(detail=True)["duplicate_client_keys"] == []
     listed = CliRunner().invoke(app, ["jobs", str(cache), "--all"], env=wide)

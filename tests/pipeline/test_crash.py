@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from helpers.subprocess_runs import run_pipeline_script
 
+from datamill.core.rowfiles import iter_rows
+
 ROWS = 500
 
 PIPELINE = """
@@ -33,7 +35,8 @@ class CrashPipeline(BatchedPipelineABC):
     def __init__(self):
         super().__init__()
         self.storage = BatchedFileStorage(os.environ["IN"], cache_path=os.environ["CACHE"],
-                                          file_name_prefix="crash", cache_type="jsonl")
+                                          file_name_prefix="crash",
+                                          cache_type=os.environ.get("CACHE_TYPE", "jsonl"))
         self.llm = APILLMServing_request(api_url=os.environ["URL"], model_name="crash-model", max_workers=16,
                                          retry=RetryPolicy(base_delay=0.01))
         self.first = PromptedGenerator(llm_serving=self.llm, system_prompt="Translate into Chinese:")
@@ -82,9 +85,17 @@ def _cached_keys(cache: Path) -> set[str]:
     return keys
 
 
-def _check_outputs(cache: Path) -> None:
-    step1 = [json.loads(line) for line in (cache / "crash_step1.jsonl").read_text().splitlines()]
-    step2 = [json.loads(line) for line in (cache / "crash_step2.jsonl").read_text().splitlines()]
+def test_cached_keys_reads_a_state_database_killed_before_its_tables_were_created(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with sqlite3.connect(cache / "crash.state.db") as conn:
+        conn.execute("PRAGMA journal_mode=WAL")  # what start-up does before creating the tables
+    assert _cached_keys(cache) == set()
+
+
+def _check_outputs(cache: Path, cache_type: str = "jsonl") -> None:
+    step1 = list(iter_rows(cache / f"crash_step1.{cache_type}", cache_type))
+    step2 = list(iter_rows(cache / f"crash_step2.{cache_type}", cache_type))
     assert [row["id"] for row in step1] == list(range(ROWS))
     assert [row["id"] for row in step2] == list(range(ROWS))
     for row in step1:
@@ -94,7 +105,9 @@ def _check_outputs(cache: Path) -> None:
         assert second["summary"].endswith(first["cn"]), second
 
 
-def _run_to_completion(sim, script, source, cache, url, kills: list[dict], rng: random.Random) -> None:
+def _run_to_completion(
+    sim, script, source, cache, url, kills: list[dict], rng: random.Random, cache_type: str = "jsonl"
+) -> None:
     """Apply each kill, then rerun until a run exits 0; check answered requests never repeat."""
     answered_before: set[str] = set()
     for kill in kills + [{}]:
@@ -112,7 +125,7 @@ def _run_to_completion(sim, script, source, cache, url, kills: list[dict], rng: 
             break
     else:  # pragma: no cover - the final run has no kill
         raise AssertionError("pipeline never completed")
-    _check_outputs(cache)
+    _check_outputs(cache, cache_type)
 
 
 # Visit counts stay low enough to be reached however the ledger groups writes (a group with
@@ -151,6 +164,22 @@ def test_kill_at_protocol_point_then_resume_loses_and_repeats_nothing(crash_env,
     # still queued for the request cache, may be sent again — never a stored one (checked
     # strictly above). This bound only guards against gross loss, e.g. a whole window resent.
     assert sim.stats()["duplicates"] <= 4 * 16
+
+
+@pytest.mark.parametrize(
+    "fault", ["after_append:3", "mid_append:40", "in_commit:4", "mid_merge:1", "mid_merge:5"]
+)
+def test_parquet_steps_killed_at_protocol_points_resume_exactly(
+    crash_env, tmp_path, monkeypatch: pytest.MonkeyPatch, fault
+):
+    """Parquet steps merge their files as they grow; a kill anywhere, a merge included, loses
+    and repeats nothing."""
+    sim, script, source = crash_env
+    monkeypatch.setenv("CACHE_TYPE", "parquet")
+    url = sim.openai_base + "/chat/completions"
+    cache = tmp_path / "cache"
+    _run_to_completion(sim, script, source, cache, url, [{"fault": fault}], random.Random(fault), "parquet")
+    assert len(list((cache / "crash_step1.parquet").iterdir())) == 1
 
 
 def test_random_sigkills_until_complete_keep_every_row_once_in_order(crash_env, tmp_path):

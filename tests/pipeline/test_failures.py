@@ -108,6 +108,18 @@ def test_a_row_missing_its_input_key_fails_with_the_reason_and_sends_nothing(
     assert simulator.stats()["requests"] == 2 * 8
 
 
+def test_a_failed_row_is_reported_by_step_input_file_and_1_based_row(simulator, tmp_path: Path) -> None:
+    rows = questions(10)
+    del rows[3]["question"]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    p = QAPipeline(source, tmp_path / "cache", simulator.openai_base)
+    with pytest.raises(RowsFailedError) as caught:
+        p.forward(batch_size=4)
+    step_name = caught.value.summary.steps[0].name
+    expected = f"step 0 ({step_name}), input row 4 of {source}: row has no value for input key 'question'"
+    assert expected in str(caught.value)
+
+
 def test_allowed_failure_fraction_lets_the_run_finish_and_still_reports_the_count(
     simulator, tmp_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from engine_helpers import QAPipeline, questions, write_jsonl
+from engine_helpers import AnswerPipeline, QAPipeline, questions, write_jsonl
 
 from datamill import BatchedFileStorage, BatchedPipelineABC, PromptedGenerator, RunSummary
 from datamill.errors import ConfigError
@@ -106,7 +106,7 @@ def test_each_cache_type_runs_end_to_end_and_resumes(
     paths = first.step_paths()
     assert [path.name for path in paths] == [f"qa_step1.{cache_type}", f"qa_step2.{cache_type}"]
     if cache_type == "parquet":
-        assert all(path.is_dir() and any(path.glob("part-*.parquet")) for path in paths)
+        assert all(path.is_dir() and any(path.glob("rows-*.parquet")) for path in paths)
     rows = list(first.rows())
     assert_complete_qa_rows(rows)
     sent = simulator.stats()["requests"]
@@ -192,3 +192,59 @@ def test_a_pipeline_whose_init_skips_super_init_still_runs(
     assert [path.name for path in p.step_paths()] == ["datamill_cache_step1.jsonl"]
     assert p.forward(batch_size=10).steps[0].rows_out == ROWS
     assert p.last_summary is not None
+
+
+KILLED_PIPELINE = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, os.environ["HELPERS"])
+from engine_helpers import AnswerPipeline
+p = AnswerPipeline(Path(os.environ["IN"]), Path(os.environ["CACHE"]), os.environ["URL"],
+                   cache_type=os.environ["CACHE_TYPE"], max_workers=2)
+p.forward(batch_size=int(os.environ["BATCH"]))
+"""
+
+
+@pytest.mark.parametrize("cache_type", ["jsonl", "csv", "parquet"])
+def test_rows_to_pandas_and_step_paths_show_only_committed_rows_after_a_kill(
+    make_simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_type: str
+) -> None:
+    """A process killed after appending a batch but before committing it leaves that batch in
+    the step file; readers see the committed rows only, as ``datamill export`` does."""
+    import sqlite3
+
+    from helpers.subprocess_runs import run_pipeline_script
+
+    from datamill.core.rowfiles import iter_rows
+
+    simulator = make_simulator(latency_mean=0.005)  # a few batches per group commit
+    source = write_jsonl(tmp_path / "in.jsonl", questions(100))
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_PIPELINE)
+    monkeypatch.setenv("HELPERS", str(Path(__file__).parent))
+    monkeypatch.setenv("CACHE_TYPE", cache_type)
+    cache = tmp_path / "cache"
+    code = run_pipeline_script(script, source, cache, simulator.openai_base, 4, fault="after_append:3")
+    assert code != 0
+    with sqlite3.connect(cache / "ans.state.db") as conn:
+        committed = conn.execute("SELECT COALESCE(SUM(out_rows), 0) FROM commits").fetchone()[0]
+    p = AnswerPipeline(source, cache, simulator.openai_base, cache_type=cache_type)
+    on_disk = list(iter_rows(p.storage.step_path(0), cache_type))
+    assert 0 < committed < len(on_disk)  # the killed run appended a batch it never committed
+
+    rows = list(p.rows())
+    assert [int(row["id"]) for row in rows] == list(range(committed))
+    assert len(p.to_pandas()) == committed
+    (path,) = p.step_paths()
+    assert [int(row["id"]) for row in iter_rows(path, cache_type)] == list(range(committed))
+
+
+def test_a_parquet_step_run_in_tiny_batches_is_a_few_files_not_one_per_batch(
+    simulator, tmp_path: Path
+) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", questions(400))
+    p = AnswerPipeline(source, tmp_path / "cache", simulator.openai_base, cache_type="parquet")
+    p.forward(batch_size=4)
+    (path,) = p.step_paths()
+    assert len(list(path.iterdir())) == 1  # not 100
+    assert [int(row["id"]) for row in p.rows()] == list(range(400))

@@ -11,13 +11,17 @@ Order of a call, every record written before the next action (see ``store.py``):
 1. Requests that failed in an earlier run and were committed as failed rows are released, so a
    resume retries them.
 2. Chunks whose job id was never recorded (a crash) are settled: a job tagged with the chunk
-   is adopted; an uploaded file is reused to create the one job; otherwise nothing reached the
-   provider and the chunk is abandoned, its requests going back to the pool. Never two jobs
-   for one chunk.
+   is adopted; while a create sent for the chunk may still land (``CREATE_GRACE_SECONDS``),
+   the provider is asked again rather than a second job created; then an uploaded file is
+   reused to create the one job; otherwise nothing reached the provider and the chunk is
+   abandoned, its requests going back to the pool. Never two jobs for one chunk.
 3. Recorded jobs are polled. An ended job's output and error lines are joined to their
-   requests by ``custom_id`` into the request cache; failed, expired or cancelled lines go back
-   to the pool until ``max_attempts``, then stay failed with the provider's error. A job that
-   failed validation fails its requests with the provider's messages.
+   requests by ``custom_id`` into the request cache; failed or expired lines go back to the
+   pool until ``max_attempts``, then stay failed with the provider's error. The unanswered
+   requests of a cancelled job are held, failing their rows with a message saying so, until
+   the user asks for them again (``datamill jobs CACHE --resubmit-cancelled``): a cancel is a
+   decision to stop paying, which a plain rerun must not undo. A job that failed validation
+   fails its requests with the provider's messages.
 4. The step's remaining requests that are neither cached, in a live chunk nor failed are split
    by the provider's limits and submitted, one chunk at a time.
 5. With jobs still running: wait and go back to 3 (``block_until_done``), or raise.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -50,6 +55,14 @@ log = logging.getLogger("datamill.offline")
 
 #: Submissions of one request (the first included) before its failure is final.
 MAX_ATTEMPTS = 3
+#: How long after a create was sent without an answer (Ctrl+C, a kill, a timeout) its job may
+#: still appear: a provider can commit a create well after the client gave up. Until then a
+#: rerun asks the provider again every ``LOOK_AGAIN_SECONDS`` instead of creating a second job
+#: (which would pay for the whole chunk twice); after it, the create is taken to have failed.
+CREATE_GRACE_SECONDS = 60.0
+LOOK_AGAIN_SECONDS = 1.0
+#: What to do about requests a cancelled job left unanswered: a rerun alone does not send them.
+RESUBMIT_CANCELLED = "`datamill jobs CACHE_DIR --resubmit-cancelled` sends them again with the next run"
 _LOOKUP_BATCH = 500
 
 
@@ -177,13 +190,8 @@ class _OfflineRun:
     # --- crash recovery --------------------------------------------------------------------
 
     async def settle_unrecorded(self) -> None:
-        for chunk in self.store.chunks(self.step, ("intent", "uploaded")):
-            job = await self.provider.find_job(
-                chunk.chunk_id,
-                created_after=chunk.created_at,
-                n_requests=chunk.n_requests,
-                known_ids=self.store.known_job_ids(),
-            )
+        for chunk in self.store.chunks(self.step, ("intent", "uploaded", "creating")):
+            job = await self.find_unrecorded_job(chunk)
             if job is not None:
                 log.info(
                     "%s: adopted job %s of chunk %s (its id was not recorded)",
@@ -207,6 +215,34 @@ class _OfflineRun:
                 chunk.chunk_id,
                 released,
             )
+
+    async def find_unrecorded_job(self, chunk: ChunkRecord) -> JobInfo | None:
+        """The job of ``chunk`` whose id was never recorded, if the provider has it. While a
+        create sent for the chunk is younger than ``CREATE_GRACE_SECONDS`` the provider is
+        asked again until it shows the job or the period ends."""
+        waiting_logged = False
+        while True:
+            job = await self.provider.find_job(
+                chunk.chunk_id,
+                created_after=chunk.created_at,
+                n_requests=chunk.n_requests,
+                known_ids=self.store.known_job_ids(),
+            )
+            if job is not None:
+                return self.redacted(job)
+            left = chunk.updated_at + CREATE_GRACE_SECONDS - time.time()
+            if chunk.state != "creating" or left <= 0:
+                return None
+            if not waiting_logged:
+                log.info(
+                    "%s: the create of chunk %s was sent but never answered; its job may still "
+                    "appear, so the provider is asked again for up to %.0fs before creating it again",
+                    self.label,
+                    chunk.chunk_id,
+                    left,
+                )
+                waiting_logged = True
+            await asyncio.sleep(min(LOOK_AGAIN_SECONDS, left))
 
     # --- polling and ingestion -------------------------------------------------------------
 
@@ -241,7 +277,7 @@ class _OfflineRun:
 
     async def _fetch(self, chunk: ChunkRecord) -> tuple[JobInfo, list[LineResult] | None]:
         assert chunk.job_id is not None
-        job = await self.provider.get_job(chunk.job_id)
+        job = self.redacted(await self.provider.get_job(chunk.job_id))
         if not job.ended or job.status == "failed":
             return job, None
         return job, await self.provider.results(job)
@@ -271,10 +307,23 @@ class _OfflineRun:
                 answers[key] = line.cached
                 failures.pop(key, None)
             elif key not in answers:
-                failures[key] = f"{self.provider.name} batch {job.id}: {line.error}"
+                failures[key] = self.provider.redact(f"{self.provider.name} batch {job.id}: {line.error}")
         for key in expected - answers.keys() - failures.keys():
             failures[key] = (
                 f"{self.provider.name} batch {job.id} ({job.status}) returned no result for this request"
+            )
+        if job.status == "cancelled" and failures:
+            held = (
+                f"{self.provider.name} batch {job.id} was cancelled before answering this request; "
+                f"cancelled requests are not resubmitted by a rerun: {RESUBMIT_CANCELLED}"
+            )
+            failures = dict.fromkeys(failures, held)
+            log.warning(
+                "%s: job %s was cancelled: %d unanswered request(s) are held, not resubmitted; %s",
+                self.label,
+                job.id,
+                len(failures),
+                RESUBMIT_CANCELLED,
             )
         # Sorted keys: the cache's B-tree takes them in order, far cheaper than random inserts.
         # The ledger's writer stores them (SQLite releases the GIL) while the loop fetches the
@@ -289,7 +338,7 @@ class _OfflineRun:
             job.status,
             len(answers),
             len(failures),
-            " (resubmitted unless out of attempts)" if failures else "",
+            " (resubmitted unless out of attempts)" if failures and job.status != "cancelled" else "",
         )
         return len(answers)
 
@@ -373,6 +422,7 @@ class _OfflineRun:
     async def _create(
         self, chunk_id: str, *, file_id: str | None = None, payload: bytes | None = None
     ) -> None:
+        self.store.record_create_sent(chunk_id)
         try:
             job = await self.provider.create_job(chunk_id, file_id=file_id, payload=payload)
         except BatchProviderError as exc:
@@ -383,8 +433,13 @@ class _OfflineRun:
             self.store.reject(chunk_id, message)
             return
         faults.crash_if("offline_after_create")
+        job = self.redacted(job)
         self.store.record_job(chunk_id, job)
         log.info("%s: submitted %s batch job %s (chunk %s)", self.label, self.provider.name, job.id, chunk_id)
+
+    def redacted(self, job: JobInfo) -> JobInfo:
+        """``job`` with the API key taken out of the provider's error messages."""
+        return dataclasses.replace(job, errors=[self.provider.redact(error) for error in job.errors])
 
     # --- reporting -----------------------------------------------------------------------
 

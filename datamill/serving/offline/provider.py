@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 
 from datamill.errors import ServingError
-from datamill.serving.http import HTTPStatusError, decode_json, open_session, send
+from datamill.serving.http import HTTPStatusError, decode_json, open_session, redact, send
 from datamill.serving.retry import RetryPolicy
 from datamill.serving.types import GenericRequest, GenericResponse
 
@@ -207,6 +207,11 @@ class BatchProvider(ABC):
         """The key and version headers of every call (the provider module's, shared with its
         online serving)."""
         return {}
+
+    def redact(self, text: str) -> str:
+        """``text`` without this provider's API key: every error or job message passes here
+        before it is logged, raised or stored (the online path's ``http.redact``)."""
+        return redact(text, self.api_key)
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

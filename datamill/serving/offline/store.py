@@ -4,19 +4,21 @@ Two tables of the state database (created with it, ``datamill.core.state``), wri
 through the run's ledger (``datamill.core.ledger``), each record in its own transaction:
 
 ``offline_batch_jobs`` — one row per chunk: its intent (step, provider, base URL — never the key —,
-model, size) is recorded before anything is sent, then the uploaded file id, then the job id,
-each in its own transaction the moment it is known. ``state`` walks
-``intent`` -> ``uploaded`` -> ``submitted`` -> ``ingested``, or ``rejected`` (the provider
-refused the chunk); a chunk that never reached the provider is deleted and its requests go back
-to the pool. ``status`` is the provider's job status (``datamill status`` lists the rows whose
+model, size) is recorded before anything is sent, then the uploaded file id, then that a create
+was sent (``creating``, at ``updated_at``), then the job id, each in its own transaction the
+moment it is known. ``state`` walks ``intent`` -> ``uploaded`` -> ``creating`` -> ``submitted``
+-> ``ingested``, or ``rejected`` (the provider refused the chunk); a chunk that never reached
+the provider is deleted and its requests go back to the pool. ``status`` is the provider's job status (``datamill status`` lists the rows whose
 status is not final).
 
 ``offline_requests`` — one row per request key handed to a chunk: the chunk that holds it, the
 attempts so far and its state: ``pending`` (in its chunk: waiting while the chunk is live,
 answered — its response in the request cache — once the chunk is ``ingested``), ``retry`` (its
 line failed; it goes into the next chunk), ``failed`` (out of attempts: the step's batches
-return ``Failed(error)`` for its rows) and ``reported`` (a failure already committed as a failed
-row; released on the next run so a resume retries it, like any failed row). Answered requests
+return ``Failed(error)`` for its rows), ``reported`` (a failure already committed as a failed
+row; released on the next run so a resume retries it, like any failed row) and ``cancelled``
+(its job was cancelled before answering it: it fails its row on every run, and goes back to
+the pool only when the user asks, ``datamill jobs --resubmit-cancelled``). Answered requests
 need no per-row write at ingestion, which keeps ingestion at the speed of the cache writes.
 Once the step has committed, its ``ingested`` chunks become ``collected``. The answers' spend
 (at the provider's batch price) is recorded at ingestion, in the transaction that stores them.
@@ -38,7 +40,7 @@ from datamill.core.state import StateDB, store_responses
 from datamill.errors import StateError
 from datamill.serving.offline.provider import JobInfo
 
-LIVE_STATES = ("intent", "uploaded", "submitted")
+LIVE_STATES = ("intent", "uploaded", "creating", "submitted")
 
 
 @dataclass
@@ -58,6 +60,7 @@ class ChunkRecord:
     failed: int
     errors: list[str]
     created_at: float
+    updated_at: float
 
     def as_job_dict(self) -> dict[str, Any]:
         """What ``OfflineBatchGenerationNotFinished.jobs`` and ``datamill jobs`` show."""
@@ -76,7 +79,7 @@ class ChunkRecord:
 
 _COLUMNS = (
     "chunk_id, step, provider, base_url, model, n_requests, n_bytes, state, file_id, job_id, "
-    "status, completed, failed, errors, created_at"
+    "status, completed, failed, errors, created_at, updated_at"
 )
 
 
@@ -103,14 +106,27 @@ class OfflineStore:
     def open_readonly(cls, path: Path) -> OfflineStore:
         return cls(StateDB.open_readonly(path).conn)
 
+    @classmethod
+    def open_outside_a_run(cls, db: StateDB) -> OfflineStore:
+        """For ``datamill jobs --resubmit-cancelled``, under the cache lock with no run going:
+        writes go straight to ``db``, each in its own transaction."""
+        store = cls(db.conn)
+        store._direct = db
+        return store
+
+    _direct: StateDB | None = None
+
     def close(self) -> None:
         if self.ledger is None:
             self.conn.close()
 
     def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        if self.ledger is None:
+        if self.ledger is not None:
+            return self.ledger.write_blocking(fn)
+        if self._direct is None:
             raise StateError("bug: a read-only view of the offline records was asked to write")
-        return self.ledger.write_blocking(fn)
+        with self._direct.transaction() as conn:
+            return fn(conn)
 
     # --- chunks --------------------------------------------------------------------------
 
@@ -147,6 +163,15 @@ class OfflineStore:
             lambda conn: conn.execute(
                 "UPDATE offline_batch_jobs SET state='uploaded', file_id=?, updated_at=? WHERE chunk_id=?",
                 (file_id, time.time(), chunk_id),
+            )
+        )
+
+    def record_create_sent(self, chunk_id: str) -> None:
+        """A create is about to be sent: until its answer is recorded, the job may exist."""
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE offline_batch_jobs SET state='creating', updated_at=? WHERE chunk_id=?",
+                (time.time(), chunk_id),
             )
         )
 
@@ -221,19 +246,27 @@ class OfflineStore:
     ) -> None:
         """Record an ended chunk in one transaction: its answers into the request cache
         (``(key, cache JSON)`` pairs) with their spend, its failed requests to retry or give
-        up, and its outcome. The rest of the chunk's requests are answered (see the module
-        docstring)."""
+        up (held as ``cancelled`` when the job was cancelled), and its outcome. The rest of the
+        chunk's requests are answered (see the module docstring)."""
         assert self.ledger is not None
         run = self.ledger.run_id
+        failed_state = (
+            "'cancelled'"
+            if job.status == "cancelled"
+            else "CASE WHEN attempts>=:most THEN 'failed' ELSE 'retry' END"
+        )
 
         def write(conn: sqlite3.Connection) -> None:
             store_responses(conn, answers)
             if paid is not None:
                 insert_spend(conn, run, [paid])
             conn.executemany(
-                "UPDATE offline_requests SET state=CASE WHEN attempts>=? THEN 'failed' ELSE 'retry' END, error=? "
-                "WHERE key=? AND chunk_id=? AND state='pending'",
-                [(max_attempts, error, key, chunk_id) for key, error in failures.items()],
+                f"UPDATE offline_requests SET state={failed_state}, error=:error "
+                "WHERE key=:key AND chunk_id=:chunk AND state='pending'",
+                [
+                    {"most": max_attempts, "error": error, "key": key, "chunk": chunk_id}
+                    for key, error in failures.items()
+                ],
             )
             conn.execute(
                 "UPDATE offline_batch_jobs SET state='ingested', status=?, completed=?, failed=?, errors=?, "
@@ -275,11 +308,12 @@ class OfflineStore:
         }
 
     def taken_keys(self) -> set[str]:
-        """Keys not to put in a new chunk: in a chunk (live or answered), or failed for good."""
+        """Keys not to put in a new chunk: in a chunk (live or answered), failed for good, or
+        held after a cancelled job."""
         return {
             r[0]
             for r in self.conn.execute(
-                "SELECT key FROM offline_requests WHERE state IN ('pending', 'failed')"
+                "SELECT key FROM offline_requests WHERE state IN ('pending', 'failed', 'cancelled')"
             )
         }
 
@@ -293,9 +327,24 @@ class OfflineStore:
         return {
             r[0]: r[1]
             for r in self.conn.execute(
-                "SELECT key, error FROM offline_requests WHERE step=? AND state='failed'", (step,)
+                "SELECT key, error FROM offline_requests WHERE step=? AND state IN ('failed', 'cancelled')",
+                (step,),
             )
         }
+
+    def release_cancelled(self) -> int:
+        """Put the requests held after cancelled jobs back in the pool (the attempt that was
+        cancelled is not counted); the next run submits them. Returns how many."""
+        return int(
+            self._write(
+                lambda conn: (
+                    conn.execute(
+                        "UPDATE offline_requests SET state='retry', attempts=MAX(attempts-1, 0) "
+                        "WHERE state='cancelled'"
+                    ).rowcount
+                )
+            )
+        )
 
     def release_reported(self, step: int) -> None:
         self._write(

@@ -7,6 +7,7 @@ process appended but never recorded, and that batch is not part of the result ye
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import time
@@ -163,6 +164,11 @@ def read_status(cache: CacheDir) -> CacheStatus:
         return CacheStatus(str(cache.path), cache.prefix, run, steps, _pending_jobs(state), int(cached))
     finally:
         state.close()
+
+
+def status_document(cache: CacheDir) -> dict[str, Any]:
+    """What ``datamill status --json`` prints, as a dict: also the web page's status API."""
+    return dataclasses.asdict(read_status(cache))
 
 
 def _last_run(state: StateDB) -> dict[str, Any] | None:

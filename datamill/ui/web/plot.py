@@ -1,0 +1,146 @@
+"""Throughput and spend over time per step, from the commits table, drawn as SVG.
+
+The series cover the last run (from its start; everything, if it has committed nothing yet)
+in at most ``BUCKETS`` time buckets summed by SQLite, so a step with 100,000 commits costs one
+aggregate query, and the SVG is drawn on the server: the page needs no chart library and works
+offline.
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from typing import Any
+
+from datamill.core.state import StateDB
+
+BUCKETS = 60
+COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
+WIDTH, PANEL_HEIGHT, MARGIN_LEFT, MARGIN_TOP = 760, 170, 64, 26
+
+_BUCKETED = """
+WITH c AS (
+    SELECT step, committed_at, cost_usd,
+           in_row_end - COALESCE(LAG(in_row_end) OVER (PARTITION BY step ORDER BY seq), 0) AS rows_in
+    FROM commits
+)
+SELECT step, MIN(CAST((committed_at - ?1) / ?2 AS INTEGER), ?3 - 1) AS bucket,
+       SUM(rows_in), SUM(cost_usd)
+FROM c WHERE committed_at >= ?1 GROUP BY step, bucket ORDER BY step, bucket
+"""
+
+
+def read_series(state: StateDB, run: dict[str, Any] | None) -> dict[str, Any]:
+    """Per step: ``[seconds since start, rows/s, cumulative cost]`` at the end of each bucket."""
+    first, last = state.conn.execute("SELECT MIN(committed_at), MAX(committed_at) FROM commits").fetchone()
+    if first is None:
+        return {"start": None, "seconds": 0.0, "steps": {}}
+    start = float(first)
+    if run is not None and last is not None and float(last) >= float(run["started_at"]):
+        start = float(run["started_at"])
+    end = time.time() if run is not None and run["status"] == "running" else float(last)
+    span = max(end - start, 1.0)
+    width = span / BUCKETS
+    names = {index: (state.load_step(index) or {}).get("name", "?") for index in range(state.step_count())}
+    spent = dict(
+        state.conn.execute(
+            "SELECT step, SUM(cost_usd) FROM commits WHERE committed_at < ? GROUP BY step", (start,)
+        ).fetchall()
+    )
+    buckets: dict[int, dict[int, tuple[float, float]]] = {}
+    for step, bucket, rows_in, cost in state.conn.execute(_BUCKETED, (start, width, BUCKETS)):
+        buckets.setdefault(int(step), {})[int(bucket)] = (float(rows_in or 0), float(cost or 0.0))
+    steps: dict[int, dict[str, Any]] = {}
+    for step, filled in buckets.items():
+        cost = float(spent.get(step) or 0.0)
+        points = [[min(filled) * width, 0.0, cost]]
+        for bucket in range(min(filled), max(filled) + 1):  # a bucket without commits is 0 rows/s
+            rows_in, bucket_cost = filled.get(bucket, (0.0, 0.0))
+            cost += bucket_cost
+            points.append([(bucket + 1) * width, rows_in / width, cost])
+        steps[step] = {"name": names.get(step, "?"), "points": points}
+    return {"start": start, "seconds": span, "steps": steps}
+
+
+def render_svg(series: dict[str, Any]) -> str:
+    """Two panels, rows/s and cumulative spend (USD) against time, one line per step."""
+    height = 2 * (PANEL_HEIGHT + MARGIN_TOP) + 40
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="system-ui, sans-serif" font-size="11">',
+        f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>',
+    ]
+    steps = series["steps"]
+    if not steps:
+        parts.append('<text x="20" y="30" fill="#555">no batch committed yet</text></svg>')
+        return "".join(parts)
+    span = float(series["seconds"])
+    for panel, (title, column, fmt) in enumerate(
+        (("rows/s (input rows, per step)", 1, _number), ("spend, USD (cumulative, per step)", 2, _usd))
+    ):
+        top = MARGIN_TOP + panel * (PANEL_HEIGHT + MARGIN_TOP)
+        peak = max((point[column] for s in steps.values() for point in s["points"]), default=0.0) or 1.0
+        parts.append(_axes(top, title, peak, span, fmt))
+        for step, data in sorted(steps.items()):
+            xy = [
+                (
+                    MARGIN_LEFT + (WIDTH - MARGIN_LEFT - 16) * point[0] / span,
+                    top + PANEL_HEIGHT - PANEL_HEIGHT * point[column] / peak,
+                )
+                for point in data["points"]
+            ]
+            colour = COLOURS[step % len(COLOURS)]
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}"/>')
+            for x, y in xy[-1:]:
+                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>')
+    legend_y = height - 12
+    for position, (step, data) in enumerate(sorted(steps.items())):
+        x = MARGIN_LEFT + position * 150
+        colour = COLOURS[step % len(COLOURS)]
+        parts.append(f'<rect x="{x}" y="{legend_y - 9}" width="12" height="4" fill="{colour}"/>')
+        label = escape(f"{step} {data['name']}")
+        parts.append(f'<text x="{x + 16}" y="{legend_y - 4}">{label}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _axes(top: int, title: str, peak: float, span: float, fmt: Any) -> str:
+    right = WIDTH - 16
+    bottom = top + PANEL_HEIGHT
+    parts = [
+        f'<text x="{MARGIN_LEFT}" y="{top - 8}" font-weight="600">{escape(title)}</text>',
+        f'<line x1="{MARGIN_LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#888"/>',
+        f'<line x1="{MARGIN_LEFT}" y1="{top}" x2="{MARGIN_LEFT}" y2="{bottom}" stroke="#888"/>',
+    ]
+    for fraction in (0.5, 1.0):
+        y = bottom - PANEL_HEIGHT * fraction
+        parts.append(f'<line x1="{MARGIN_LEFT}" y1="{y}" x2="{right}" y2="{y}" stroke="#eee"/>')
+        parts.append(
+            f'<text x="{MARGIN_LEFT - 6}" y="{y + 4}" text-anchor="end">{fmt(peak * fraction)}</text>'
+        )
+    parts.append(f'<text x="{MARGIN_LEFT - 6}" y="{bottom + 4}" text-anchor="end">0</text>')
+    for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = MARGIN_LEFT + (right - MARGIN_LEFT) * fraction
+        parts.append(
+            f'<text x="{x:.0f}" y="{bottom + 14}" text-anchor="middle" fill="#555">{_duration(span * fraction)}</text>'
+        )
+    return "".join(parts)
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def _usd(value: float) -> str:
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

@@ -16,6 +16,8 @@ from datamill.core.state import StateDB
 from datamill.ui.web.rows import CommitIndexes, read_page
 
 _URL = re.compile(r"https?://\S+?(?=[\s:,;)]|$)")
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+_RETRY_SUMMARY = re.compile(r"^gave up after [^:]*:\s*")
 #: Distinct error texts read per step to group failures by reason.
 MAX_DISTINCT_ERRORS = 10_000
 JOB_COLUMNS = (
@@ -25,11 +27,14 @@ JOB_COLUMNS = (
 
 
 def failure_reason(error: str) -> str:
-    """An error's reason, for counting: URLs left out, cut at the first ': ' after that
-    (``{url} answered HTTP 500: {body}`` -> ``answered HTTP 500``)."""
+    """An error's reason, for counting: its HTTP status if it names one (``HTTP 500``), else its
+    first clause with URLs and the retry summary (``gave up after 3 attempts over 2.0s:``) left out."""
+    status = _HTTP_STATUS.search(error)
+    if status:
+        return f"HTTP {status.group(1)}"
     text = _URL.sub("", error.splitlines()[0] if error else "").strip(" :")
-    head, _, _ = text.partition(": ")
-    return head[:120] or "unknown error"
+    head, _, _ = _RETRY_SUMMARY.sub("", text).partition(": ")
+    return head.strip(" :")[:120] or "unknown error"
 
 
 def step_details(state: StateDB, run_started_at: float | None) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_helpers import CHROMEDRIVER, CHROMIUM, PIPELINE_SOURCE, ROWS, Project, free_port, get_json
+from web_helpers import CHROMEDRIVER, CHROMIUM, PIPELINE_SOURCE, Project, free_port, get_json, input_rows
 
 from datamill.simulator import SimulatorHandle
 
@@ -22,7 +22,7 @@ from datamill.simulator import SimulatorHandle
 @pytest.fixture
 def project(tmp_path: Path, simulator: SimulatorHandle) -> Project:
     (tmp_path / "pipeline.py").write_text(PIPELINE_SOURCE, encoding="utf-8")
-    rows = [{"id": i, "text": f"sentence number {i}"} for i in range(ROWS)]
+    rows = input_rows()
     (tmp_path / "input.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAMILL_")}
     env.update(TEST_API_URL=simulator.openai_base, COLUMNS="200", NO_COLOR="1")

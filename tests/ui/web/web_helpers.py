@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 ROWS = 60
+#: The input row whose text is long enough for the page to fold it.
+LONG_ROW = 8
 CHROMIUM = os.environ.get("DATAMILL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("DATAMILL_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 
@@ -56,6 +58,14 @@ class Translate(BatchedPipelineABC):
         self.keep_even.run(self.storage.step(), input_key="text")
         self.summarize.run(self.storage.step(), input_key="fr", output_key="summary")
 """
+
+
+def input_rows() -> list[dict[str, Any]]:
+    rows = [{"id": i, "text": f"sentence number {i}"} for i in range(ROWS)]
+    rows[LONG_ROW]["text"] = (
+        f"sentence number {LONG_ROW}, " + "and a tail that goes on, " * 20 + str(LONG_ROW)
+    )
+    return rows
 
 
 @dataclass

@@ -15,23 +15,23 @@ from typing import Any
 from datamill.core.state import StateDB
 
 BUCKETS = 60
+#: Buckets averaged into each rows/s point: commits land in groups, so one bucket alone is jagged.
+SMOOTHING = 3
 COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
-WIDTH, PANEL_HEIGHT, MARGIN_LEFT, MARGIN_TOP = 760, 170, 64, 26
+WIDTH, PANEL_HEIGHT, MARGIN_LEFT, MARGIN_TOP, GAP = 760, 170, 64, 26, 24
 
+#: ``in_row_end`` is cumulative per step, so a bucket's input rows are its last ``in_row_end``
+#: less the one before it: one grouped scan, no window function.
 _BUCKETED = """
-WITH c AS (
-    SELECT step, committed_at, cost_usd,
-           in_row_end - COALESCE(LAG(in_row_end) OVER (PARTITION BY step ORDER BY seq), 0) AS rows_in
-    FROM commits
-)
 SELECT step, MIN(CAST((committed_at - ?1) / ?2 AS INTEGER), ?3 - 1) AS bucket,
-       SUM(rows_in), SUM(cost_usd)
-FROM c WHERE committed_at >= ?1 GROUP BY step, bucket ORDER BY step, bucket
+       MAX(in_row_end), SUM(cost_usd)
+FROM commits WHERE committed_at >= ?1 GROUP BY step, bucket ORDER BY step, bucket
 """
 
 
 def read_series(state: StateDB, run: dict[str, Any] | None) -> dict[str, Any]:
-    """Per step: ``[seconds since start, rows/s, cumulative cost]`` at the end of each bucket."""
+    """Per step: ``[seconds since start, rows/s, cumulative cost]`` at the end of each bucket
+    (rows/s averaged over the last ``SMOOTHING`` buckets)."""
     first, last = state.conn.execute("SELECT MIN(committed_at), MAX(committed_at) FROM commits").fetchone()
     if first is None:
         return {"start": None, "seconds": 0.0, "steps": {}}
@@ -42,29 +42,36 @@ def read_series(state: StateDB, run: dict[str, Any] | None) -> dict[str, Any]:
     span = max(end - start, 1.0)
     width = span / BUCKETS
     names = {index: (state.load_step(index) or {}).get("name", "?") for index in range(state.step_count())}
-    spent = dict(
-        state.conn.execute(
-            "SELECT step, SUM(cost_usd) FROM commits WHERE committed_at < ? GROUP BY step", (start,)
-        ).fetchall()
-    )
+    before = {
+        int(step): (float(rows or 0), float(cost or 0.0))
+        for step, rows, cost in state.conn.execute(
+            "SELECT step, MAX(in_row_end), SUM(cost_usd) FROM commits WHERE committed_at < ? GROUP BY step",
+            (start,),
+        )
+    }
     buckets: dict[int, dict[int, tuple[float, float]]] = {}
-    for step, bucket, rows_in, cost in state.conn.execute(_BUCKETED, (start, width, BUCKETS)):
-        buckets.setdefault(int(step), {})[int(bucket)] = (float(rows_in or 0), float(cost or 0.0))
+    for step, bucket, row_end, cost in state.conn.execute(_BUCKETED, (start, width, BUCKETS)):
+        buckets.setdefault(int(step), {})[int(bucket)] = (float(row_end), float(cost or 0.0))
     steps: dict[int, dict[str, Any]] = {}
     for step, filled in buckets.items():
-        cost = float(spent.get(step) or 0.0)
-        points = [[min(filled) * width, 0.0, cost]]
-        for bucket in range(min(filled), max(filled) + 1):  # a bucket without commits is 0 rows/s
-            rows_in, bucket_cost = filled.get(bucket, (0.0, 0.0))
-            cost += bucket_cost
-            points.append([(bucket + 1) * width, rows_in / width, cost])
+        row_end, cost = before.get(step, (0.0, 0.0))
+        opening = min(filled)
+        ends = [row_end]  # the step's input rows done at the end of each bucket so far
+        points = [[opening * width, 0.0, cost]]
+        for bucket in range(opening, max(filled) + 1):  # a bucket without commits is 0 rows/s
+            if bucket in filled:
+                row_end = filled[bucket][0]
+                cost += filled[bucket][1]
+            ends.append(row_end)
+            window = min(SMOOTHING, len(ends) - 1)
+            points.append([(bucket + 1) * width, (ends[-1] - ends[-1 - window]) / (window * width), cost])
         steps[step] = {"name": names.get(step, "?"), "points": points}
     return {"start": start, "seconds": span, "steps": steps}
 
 
 def render_svg(series: dict[str, Any]) -> str:
     """Two panels, rows/s and cumulative spend (USD) against time, one line per step."""
-    height = 2 * (PANEL_HEIGHT + MARGIN_TOP) + 40
+    height = 2 * (PANEL_HEIGHT + MARGIN_TOP) + GAP + 40
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
         f'viewBox="0 0 {WIDTH} {height}" font-family="system-ui, sans-serif" font-size="11">',
@@ -78,7 +85,7 @@ def render_svg(series: dict[str, Any]) -> str:
     for panel, (title, column, fmt) in enumerate(
         (("rows/s (input rows, per step)", 1, _number), ("spend, USD (cumulative, per step)", 2, _usd))
     ):
-        top = MARGIN_TOP + panel * (PANEL_HEIGHT + MARGIN_TOP)
+        top = MARGIN_TOP + panel * (PANEL_HEIGHT + MARGIN_TOP + GAP)
         peak = max((point[column] for s in steps.values() for point in s["points"]), default=0.0) or 1.0
         parts.append(_axes(top, title, peak, span, fmt))
         for step, data in sorted(steps.items()):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 import orjson
 
@@ -198,7 +198,12 @@ def _scan_rows(
 def _scan_jsonl(
     path: Path, index: CommitIndex, needle: str, start: int, limit: int, deadline: float
 ) -> tuple[list[tuple[int, Row]], int | None]:
-    """Search the raw text block by block and parse only the lines that contain ``needle``."""
+    """Search the raw text block by block and parse only the lines that contain ``needle``.
+
+    An ASCII needle is searched in the bytes (``bytes.lower`` folds ASCII letters only, which is
+    all an ASCII needle can match, at several times the speed of decoding); any other needle in
+    the decoded text. Every block ends at a line end, so lines and row numbers stay aligned.
+    """
     found: list[tuple[int, Row]] = []
     if start >= index.rows:
         return found, None
@@ -207,33 +212,45 @@ def _scan_jsonl(
     row = start
     with path.open("rb") as handle:
         handle.seek(position)
-        carry = b""
         while position < end:
-            block = handle.read(min(SEARCH_BLOCK, end - position))
-            if not block:
+            data = handle.read(min(SEARCH_BLOCK, end - position))
+            if not data:
                 break
-            position += len(block)
-            data = carry + block
-            cut = data.rfind(b"\n") + 1
-            data, carry = data[:cut], data[cut:]
-            text = data.decode("utf-8", errors="replace").lower()
-            lines: list[bytes] | None = None
-            hit = text.find(needle)
-            while hit >= 0:
-                line_no = text.count("\n", 0, hit)
-                lines = lines if lines is not None else data.split(b"\n")
+            if not data.endswith(b"\n") and position + len(data) < end:
+                data += handle.readline()
+            position += len(data)
+            if needle.isascii():
+                hits = _matching_lines(data.lower(), needle.encode(), b"\n")
+            else:
+                hits = _matching_lines(data.decode("utf-8", errors="replace").lower(), needle, "\n")
+            lines: list[bytes] = []
+            for line_no in hits:
+                lines = lines or data.split(b"\n")
                 candidate = orjson.loads(lines[line_no])
                 if row_matches(candidate, needle):
                     found.append((row + line_no, candidate))
                     if len(found) >= limit:
                         following = row + line_no + 1
                         return found, following if following < index.rows else None
-                line_end = text.find("\n", hit)
-                hit = text.find(needle, line_end + 1)
-            row += text.count("\n")
+            row += data.count(b"\n")
             if time.monotonic() > deadline and row < index.rows:
                 return found, row
     return found, None
+
+
+def _matching_lines(text: AnyStr, pattern: AnyStr, newline: AnyStr) -> Iterator[int]:
+    """The numbers (from 0) of the lines of ``text`` that contain ``pattern``, each once."""
+    line_no = 0
+    counted = 0
+    hit = text.find(pattern)
+    while hit >= 0:
+        line_no += text.count(newline, counted, hit)
+        counted = hit
+        yield line_no
+        line_end = text.find(newline, hit)
+        if line_end < 0:
+            return
+        hit = text.find(pattern, line_end + 1)
 
 
 def _position_of(path: Path, index: CommitIndex, row: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -80,12 +79,13 @@ def serve_ui() -> Iterator[Callable[[Path], str]]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Headless Chromium driven by Selenium; skipped where either is missing."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
-    if missing:
+    if not CHROMIUM or not CHROMEDRIVER:
         pytest.skip(
-            f"headless browser tests need {' and '.join(missing)} (apt-get install chromium chromium-driver)"
+            "the browser tests need Chromium and its driver: apt-get install chromium chromium-driver "
+            "(or set DATAMILL_TEST_CHROMIUM and DATAMILL_TEST_CHROMEDRIVER)"
         )
-    webdriver = pytest.importorskip("selenium.webdriver", reason="headless browser tests need selenium")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium")
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
@@ -99,7 +99,10 @@ def browser() -> Iterator[Any]:
         "--window-size=1400,1400",
     ):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except WebDriverException as exc:
+        pytest.skip(f"{CHROMIUM} with {CHROMEDRIVER} does not start: {exc.msg}")
     driver.set_page_load_timeout(30)
     try:
         yield driver

@@ -36,6 +36,14 @@ def test_status_api_is_status_json_and_overview_adds_reasons_and_columns(
     assert keep_even["dropped_by_reason"] == {"does not match /[02468]$/": dropped} and dropped > 0
     assert translate["run_cost_usd"] == pytest.approx(expected["steps"][0]["cost_usd"])
 
+    plot = get_json(f"{base}/api/pipelines/{pid}/plot.json")
+    for step in expected["steps"]:
+        points = plot["steps"][str(step["index"])]["points"]
+        assert points[-1][2] == pytest.approx(step["cost_usd"]), "spend ends at the step's total"
+        assert all(0 <= seconds <= plot["seconds"] + 1e-9 and rate >= 0 for seconds, rate, _ in points)
+    svg = urllib_get(f"{base}/api/pipelines/{pid}/plot.svg").decode()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2 * len(expected["steps"])
+
 
 def test_rows_are_paged_by_offset_in_file_order_and_stop_at_the_last_commit(
     finished: Project, serve_ui: Callable[[Path], str]
@@ -159,7 +167,7 @@ def build_large_cache(folder: Path, rows: int, batch: int) -> None:
     with (folder / "big_step1.jsonl").open("wb") as handle:
         for start in range(0, rows, batch):
             chunk = b"".join(
-                orjson.dumps({"id": i, "text": f"input row {i}", "out": f"generated output {i:07d}"}) + b"\n"
+                b'{"id":%d,"text":"input row %d","out":"generated output %07d"}\n' % (i, i, i)
                 for i in range(start, start + batch)
             )
             handle.write(chunk)

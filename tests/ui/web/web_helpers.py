@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,11 +22,15 @@ from typing import Any
 ROWS = 60
 #: The input row whose text is long enough for the page to fold it.
 LONG_ROW = 8
-CHROMIUM = os.environ.get("DATAMILL_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("DATAMILL_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
+#: Debian's chromium and chromium-driver, or the paths in these variables.
+CHROMIUM = (
+    os.environ.get("DATAMILL_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+)
+CHROMEDRIVER = os.environ.get("DATAMILL_TEST_CHROMEDRIVER") or shutil.which("chromedriver")
 
 PIPELINE_SOURCE = """
 import os
+import shutil
 from pathlib import Path
 
 from datamill import APILLMServing_request, BatchedFileStorage, BatchedPipelineABC, PromptedGenerator

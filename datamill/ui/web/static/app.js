@@ -6,7 +6,7 @@ const PLOT_MS = 3000;
 const PAGE = 50;
 const SHORT = 240;
 
-const view = { pipeline: null, overview: null, step: null, offset: 0, query: "", nextRow: null, found: [] };
+const view = { pipeline: null, overview: null, step: null, offset: 0, shown: undefined, query: "", nextRow: null, found: [] };
 const $ = (id) => document.getElementById(id);
 
 async function api(path) {
@@ -107,6 +107,11 @@ async function refresh(first = false) {
     renderSteps(overview);
     renderJobs(overview.jobs);
     if (first || view.step === null) setupRowStep(overview);
+    else if (!view.query && view.shown !== undefined && overview.status.steps[view.step]) {
+      const total = overview.status.steps[view.step].rows_out;
+      if (total !== view.rowsTotal && view.shown < PAGE) loadRows();  // the last page fills as batches commit
+      else if (total !== view.rowsTotal) showRange((view.rowsTotal = total));
+    }
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (error) {
     $("error").textContent = String(error.message || error);
@@ -141,7 +146,7 @@ const extraSpendKeys = (steps) => [...new Set(steps.flatMap((s) => Object.keys(s
 
 function renderSteps({ status, details }) {
   const extra = extraSpendKeys(status.steps);
-  const head = el("tr", {}, [...STEP_COLUMNS, ...extra.map((k) => k.replace(/_/g, " ")), "file"].map((c) => el("th", {}, c)));
+  const head = el("tr", {}, [...STEP_COLUMNS, ...extra.map((k) => k.replace(/_/g, " "))].map((c) => el("th", {}, c)));
   const running = status.run && status.run.status === "running";
   const current = running ? status.steps.find((s) => s.state !== "done") : null;
   const body = status.steps.map((s) => {
@@ -151,7 +156,7 @@ function renderSteps({ status, details }) {
     const eta = state === "running" && s.rows_total !== null && s.rows_per_second > 0 ? (s.rows_total - s.rows_done) / s.rows_per_second : null;
     const num = (field, value, text, bad = false) => el("td", { class: "num" + (bad ? " bad" : ""), dataField: field, dataValue: value ?? "" }, text);
     return el("tr", { dataStep: s.index },
-      el("td", { class: "name" }, `${s.index} ${s.name}`, d.model ? el("span", { class: "muted" }, ` ${d.model}`) : ""),
+      el("td", { class: "name" }, `${s.index} ${s.name}`, d.model ? el("span", { class: "muted" }, ` ${d.model}`) : "", el("br"), el("span", { class: "muted file" }, s.file)),
       el("td", { class: "state-" + state, dataField: "state", dataValue: s.state }, state),
       el("td", { class: "num" }, el("span", { class: "bar" }, el("span", { style: `width:${(fraction * 100).toFixed(1)}%` })),
         el("span", { dataField: "rows_done", dataValue: s.rows_done }, integer(s.rows_done)), " / ",
@@ -165,7 +170,7 @@ function renderSteps({ status, details }) {
       num("run_cost_usd", d.run_cost_usd, usd(d.run_cost_usd)),
       num("cost_usd", s.cost_usd, usd(s.cost_usd)),
       ...extra.map((k) => num(k, s[k], typeof s[k] === "number" ? usd(s[k]) : JSON.stringify(s[k] ?? null))),
-      el("td", { class: "muted file" }, s.file));
+    );
   });
   $("steps").replaceChildren(el("thead", {}, head), el("tbody", {}, body));
 
@@ -202,7 +207,8 @@ function setupRowStep({ status }) {
   const select = $("row-step");
   select.replaceChildren(...status.steps.map((s) => el("option", { value: s.index }, `${s.index} ${s.name} (${s.file})`)));
   if (!status.steps.length) return;
-  view.step = status.steps.length - 1;
+  const withRows = status.steps.filter((s) => s.rows_out > 0);
+  view.step = (withRows.length ? withRows[withRows.length - 1] : status.steps[status.steps.length - 1]).index;
   select.value = view.step;
   loadRows();
   loadFailures();
@@ -228,6 +234,7 @@ function renderRows(rows, append = false) {
 async function loadRows() {
   if (view.step === null || !view.pipeline) return;
   const base = `/api/pipelines/${view.pipeline.id}/steps/${view.step}/rows`;
+  view.shown = undefined;  // polls leave the table alone until this page is in
   try {
     if (view.query) {
       const data = await api(`${base}?q=${encodeURIComponent(view.query)}&start=0&limit=${PAGE}`);
@@ -238,16 +245,22 @@ async function loadRows() {
     } else {
       const data = await api(`${base}?offset=${view.offset}&limit=${PAGE}`);
       renderRows(data.rows);
-      const last = view.offset + data.rows.length;
-      $("row-range").textContent = data.total ? `rows ${integer(view.offset)}–${integer(last - 1)} of ${integer(data.total)} committed` : "no committed rows yet";
-      $("row-range").dataset.total = data.total;
-      $("prev").disabled = view.offset === 0;
-      $("next").disabled = last >= data.total;
+      view.shown = data.rows.length;
+      view.rowsTotal = data.total;
+      showRange(data.total);
       $("more-results").hidden = true;
     }
   } catch (error) {
     $("rows").replaceChildren(el("tr", {}, el("td", { class: "error" }, String(error.message || error))));
   }
+}
+
+// the page of rows stays put while a run commits more; the count and ▶ follow the run
+function showRange(total) {
+  const last = view.offset + view.shown;
+  $("row-range").textContent = total ? `rows ${integer(view.offset)}–${integer(last - 1)} of ${integer(total)} committed` : "no committed rows yet";
+  $("prev").disabled = view.offset === 0;
+  $("next").disabled = last >= total;
 }
 
 function showSearchState(data) {

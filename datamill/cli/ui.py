@@ -35,6 +35,9 @@ def ui_command(
             f"datamill ui needs Starlette and uvicorn ({exc}): pip install 'datamill[ui]'"
         ) from None
     roots = caches or [Path.cwd()]
+    for root in roots:
+        if not root.is_dir():
+            raise typer.BadParameter(f"{root} is not a directory", param_hint="CACHE")
     typer.echo(
         f"datamill ui: http://{host}:{port}/ — pipelines under {', '.join(map(str, roots))}; Ctrl-C stops"
     )

@@ -68,6 +68,23 @@ def test_rows_are_paged_by_offset_in_file_order_and_stop_at_the_last_commit(
     assert seen == on_disk
 
 
+@pytest.mark.parametrize("cache_type", ["csv", "parquet"])
+def test_csv_and_parquet_steps_are_paged_and_searched_like_jsonl(
+    project: Project, serve_ui: Callable[[Path], str], cache_type: str
+) -> None:
+    project.env["TEST_CACHE_TYPE"] = cache_type
+    result = project.datamill("run", "pipeline.py", "--batch-size", "8", "--quiet")
+    assert result.returncode == 0, result.stderr
+    on_disk = list(iter_rows(project.cache / f"tr_step3.{cache_type}", cache_type))
+    base = serve_ui(project.root)
+    url = f"{base}/api/pipelines/{pipeline_id(base)}/steps/2/rows"
+    pages = [get_json(f"{url}?offset={offset}&limit=9") for offset in range(0, len(on_disk), 9)]
+    assert [row["values"] for page in pages for row in page["rows"]] == on_disk
+    known = on_disk[len(on_disk) // 2]
+    found = get_json(f"{url}?q={known['summary'].split('] ')[1].replace(' ', '%20')}")
+    assert [row["values"] for row in found["rows"]] == [known]
+
+
 def test_search_finds_a_known_row_and_says_where_to_continue(
     finished: Project, serve_ui: Callable[[Path], str]
 ) -> None:
@@ -134,6 +151,11 @@ def test_every_pipeline_under_the_given_folder_is_listed(
     with pytest.raises(urllib.error.HTTPError) as refused:
         get_json(f"{base}/api/pipelines/nosuchpipeline/status")
     assert refused.value.code == 404
+
+
+def test_ui_refuses_a_cache_argument_that_is_not_a_directory(project: Project) -> None:
+    result = project.datamill("ui", str(project.root / "missing"))
+    assert result.returncode == 2 and "is not a directory" in result.stderr
 
 
 def test_no_request_writes_to_the_cache(finished: Project, serve_ui: Callable[[Path], str]) -> None:

@@ -46,7 +46,10 @@ class Translate(BatchedPipelineABC):
     def __init__(self):
         super().__init__()
         self.storage = BatchedFileStorage(
-            str(HERE / "input.jsonl"), cache_path=str(HERE / "cache"), file_name_prefix="tr"
+            str(HERE / "input.jsonl"),
+            cache_path=str(HERE / "cache"),
+            file_name_prefix="tr",
+            cache_type=os.environ.get("TEST_CACHE_TYPE", "jsonl"),
         )
         self.llm = APILLMServing_request(
             api_url=os.environ["TEST_API_URL"],

@@ -1,7 +1,10 @@
 // datamill ui: a small page over the JSON API (docs/ui.md). It polls; it never writes.
 "use strict";
 
-const POLL_MS = Number(new URLSearchParams(location.search).get("poll") || 1000);
+// every second while a run is going, every five otherwise (?poll=MS sets both)
+const POLL_PARAM = Number(new URLSearchParams(location.search).get("poll")) || null;
+const POLL_MS = POLL_PARAM || 1000;
+const IDLE_POLL_MS = POLL_PARAM || 5000;
 const PLOT_MS = 3000;
 const PAGE = 50;
 const SHORT = 240;
@@ -302,7 +305,10 @@ $("more-results").onclick = moreResults;
 
 // --- polling --------------------------------------------------------------------------------
 async function poll() {
-  try { await refresh(); } finally { setTimeout(poll, POLL_MS); }
+  try { await refresh(); } finally {
+    const running = view.overview && view.overview.status.run && view.overview.status.run.status === "running";
+    setTimeout(poll, running ? POLL_MS : IDLE_POLL_MS);
+  }
 }
 setInterval(refreshPlot, PLOT_MS);
 setInterval(() => loadPipelines().catch(() => {}), 15000);

@@ -71,15 +71,15 @@ def read_series(state: StateDB, run: dict[str, Any] | None) -> dict[str, Any]:
 
 def render_svg(series: dict[str, Any]) -> str:
     """Two panels, rows/s and cumulative spend (USD) against time, one line per step."""
-    height = 2 * (PANEL_HEIGHT + MARGIN_TOP) + GAP + 40
+    steps = series["steps"]
+    height = 2 * (PANEL_HEIGHT + MARGIN_TOP) + GAP + 40 if steps else 40
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
         f'viewBox="0 0 {WIDTH} {height}" font-family="system-ui, sans-serif" font-size="11">',
         f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>',
     ]
-    steps = series["steps"]
     if not steps:
-        parts.append('<text x="20" y="30" fill="#555">no batch committed yet</text></svg>')
+        parts.append('<text x="20" y="25" fill="#555">no batch committed yet</text></svg>')
         return "".join(parts)
     span = float(series["seconds"])
     for panel, (title, column, fmt) in enumerate(

@@ -159,7 +159,7 @@ function renderSteps({ status, details }) {
     const eta = state === "running" && s.rows_total !== null && s.rows_per_second > 0 ? (s.rows_total - s.rows_done) / s.rows_per_second : null;
     const num = (field, value, text, bad = false) => el("td", { class: "num" + (bad ? " bad" : ""), dataField: field, dataValue: value ?? "" }, text);
     return el("tr", { dataStep: s.index },
-      el("td", { class: "name" }, `${s.index} ${s.name}`, d.model ? el("span", { class: "muted" }, ` ${d.model}`) : "", el("br"), el("span", { class: "muted file" }, s.file)),
+      el("td", { class: "name" }, `${s.index} ${s.name}`, el("br"), el("span", { class: "muted file" }, (d.model ? d.model + " · " : "") + s.file)),
       el("td", { class: "state-" + state, dataField: "state", dataValue: s.state }, state),
       el("td", { class: "num" }, el("span", { class: "bar" }, el("span", { style: `width:${(fraction * 100).toFixed(1)}%` })),
         el("span", { dataField: "rows_done", dataValue: s.rows_done }, integer(s.rows_done)), " / ",

@@ -16,7 +16,9 @@ def ui_command(
     caches: list[Path] = typer.Argument(
         None, metavar="[CACHE]...", help="Directories to search for pipelines; default: the current one."
     ),
-    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to serve on (0: any free port)."),
+    port: int = typer.Option(
+        8765, "--port", min=0, max=65535, help="Port to serve on (0: a free one, printed)."
+    ),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to bind; the default serves this machine only."
     ),
@@ -38,7 +40,10 @@ def ui_command(
     for root in roots:
         if not root.is_dir():
             raise typer.BadParameter(f"{root} is not a directory", param_hint="CACHE")
-    typer.echo(
-        f"datamill ui: http://{host}:{port}/ — pipelines under {', '.join(map(str, roots))}; Ctrl-C stops"
+    where = ", ".join(map(str, roots))
+    serve(
+        roots,
+        host,
+        port,
+        announce=lambda url: typer.echo(f"datamill ui: {url} — pipelines under {where}; Ctrl-C stops"),
     )
-    serve(roots, host, port)

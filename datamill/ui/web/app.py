@@ -8,6 +8,7 @@ request sees one consistent snapshot and never holds anything a run needs.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from datamill.cli.cachedir import status_document
 from datamill.core.state import StateDB
-from datamill.errors import DatamillError
+from datamill.errors import ConfigError, DatamillError
 from datamill.ui.web.details import read_failures, read_jobs, step_details
 from datamill.ui.web.discovery import Pipeline, find_pipelines
 from datamill.ui.web.plot import read_series, render_svg
@@ -187,8 +188,24 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
     return value
 
 
-def serve(roots: list[Path], host: str, port: int) -> None:
-    """Serve the page until interrupted (uvicorn, access log off)."""
+def serve(roots: list[Path], host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve the page until interrupted (uvicorn, access log off); ``announce`` gets its URL
+    once the address is bound (``port`` 0 picks a free one)."""
     import uvicorn
 
-    uvicorn.run(create_app(roots), host=host, port=port, log_level="warning", access_log=False)
+    listener = _bind(host, port)
+    bound_port = listener.getsockname()[1]
+    announce(f"http://{f'[{host}]' if ':' in host else host}:{bound_port}/")
+    config = uvicorn.Config(create_app(roots), log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"cannot serve on {host}:{port} ({exc}); choose another --port or --host") from None
+    return listener

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_helpers import CHROMEDRIVER, CHROMIUM, PIPELINE_SOURCE, Project, free_port, get_json, input_rows
+from web_helpers import CHROMEDRIVER, CHROMIUM, PIPELINE_SOURCE, Project, get_json, input_rows
 
 from datamill.simulator import SimulatorHandle
 
@@ -44,21 +45,20 @@ def serve_ui() -> Iterator[Callable[[Path], str]]:
     processes: list[subprocess.Popen[str]] = []
 
     def serve(root: Path) -> str:
-        port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "datamill.cli", "ui", str(root), "--port", str(port)],
+            [sys.executable, "-m", "datamill.cli", "ui", str(root), "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
         processes.append(proc)
-        base = f"http://127.0.0.1:{port}"
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+        assert match, f"datamill ui printed {line!r}{proc.stdout.read() if proc.poll() is not None else ''}"
+        base = match.group(1)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"datamill ui exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
-                )
             try:
                 get_json(f"{base}/api/pipelines", timeout=1)
                 return base

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.error
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import orjson
 import pytest
 from web_helpers import ROWS, Project, get_json, pipeline_id, snapshot
 
+from datamill.core.lock import CacheLock
 from datamill.core.rowfiles import iter_rows
 from datamill.core.state import BatchCommit, StateDB
 from datamill.simulator import SimulatorHandle
@@ -158,16 +160,27 @@ def test_ui_refuses_a_cache_argument_that_is_not_a_directory(project: Project) -
     assert result.returncode == 2 and "is not a directory" in result.stderr
 
 
-def test_no_request_writes_to_the_cache(finished: Project, serve_ui: Callable[[Path], str]) -> None:
-    before = snapshot(finished.cache)
+def test_ui_says_when_its_port_is_taken(project: Project) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = project.datamill("ui", str(project.root), "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 2 and "choose another --port" in result.stderr, result.stderr
+
+
+def test_no_request_writes_to_the_cache_or_waits_for_its_lock(
+    finished: Project, serve_ui: Callable[[Path], str]
+) -> None:
     base = serve_ui(finished.root)
     pid = pipeline_id(base)
-    for path in ("status", "overview", "jobs", "plot.json", "plot.svg"):
-        urllib_get(f"{base}/api/pipelines/{pid}/{path}")
-    for step in range(3):
-        for query in ("rows?offset=3&limit=5", "rows?q=sentence", "failures"):
-            urllib_get(f"{base}/api/pipelines/{pid}/steps/{step}/{query}")
-    after = snapshot(finished.cache)
+    with CacheLock(finished.cache / "tr.lock"):  # as a run in another process would hold it
+        before = snapshot(finished.cache)
+        for path in ("status", "overview", "jobs", "plot.json", "plot.svg"):
+            urllib_get(f"{base}/api/pipelines/{pid}/{path}")
+        for step in range(3):
+            for query in ("rows?offset=3&limit=5", "rows?q=sentence", "failures"):
+                urllib_get(f"{base}/api/pipelines/{pid}/steps/{step}/{query}")
+        after = snapshot(finished.cache)
     created = {name: entry for name, entry in after.items() if name not in before}
     # a read-only SQLite reader of a WAL database may create the empty write-ahead log
     assert all(name.endswith(".state.db-wal") and entry[0] == 0 for name, entry in created.items()), created

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -120,12 +119,6 @@ class Project:
         result = self.datamill("status", str(self.cache.resolve()), "--json")
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def get_json(url: str, timeout: float = 10.0) -> Any:

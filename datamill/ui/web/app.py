@@ -8,8 +8,10 @@ request sees one consistent snapshot and never holds anything a run needs.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +65,8 @@ def create_app(roots: list[Path]) -> Starlette:
             raise ApiError(404, f"no pipeline {pid} under {', '.join(map(str, roots))}")
         return known[pid]
 
-    def open_state(found: Pipeline) -> StateDB:
-        return StateDB.open_readonly(found.cache.state_path)
+    def open_state(found: Pipeline) -> closing[StateDB]:
+        return closing(StateDB.open_readonly(found.cache.state_path))
 
     def step_of(request: Request, state: StateDB) -> int:
         step = request.path_params["step"]
@@ -75,7 +77,7 @@ def create_app(roots: list[Path]) -> Starlette:
     def list_pipelines(request: Request) -> Any:
         found = find_pipelines(roots)
         known.update((p.id, p) for p in found)
-        root = roots[0].resolve() if len(roots) == 1 else Path("/")
+        root = Path(os.path.commonpath([r.resolve() for r in roots]))
         return {"roots": [str(r) for r in roots], "pipelines": [p.describe(root) for p in found]}
 
     def status(request: Request) -> Any:
@@ -84,22 +86,19 @@ def create_app(roots: list[Path]) -> Starlette:
     def overview(request: Request) -> Any:
         found = pipeline(request)
         document = status_document(found.cache)
-        state = open_state(found)
-        try:
+        with open_state(found) as state:
             started = (document["run"] or {}).get("started_at")
             return {"status": document, "details": step_details(state, started), "jobs": read_jobs(state)}
-        finally:
-            state.close()
 
     def plot(request: Request) -> Response:
+        kind = request.path_params["kind"]
+        if kind not in ("svg", "json"):
+            raise ApiError(404, f"no plot.{kind}: ask for plot.svg or plot.json")
         found = pipeline(request)
         document = status_document(found.cache)
-        state = open_state(found)
-        try:
+        with open_state(found) as state:
             series = read_series(state, document["run"])
-        finally:
-            state.close()
-        if request.path_params.get("kind") == "svg":
+        if kind == "svg":
             return Response(
                 render_svg(series), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
             )
@@ -107,8 +106,7 @@ def create_app(roots: list[Path]) -> Starlette:
 
     def rows(request: Request) -> Any:
         found = pipeline(request)
-        state = open_state(found)
-        try:
+        with open_state(found) as state:
             step = step_of(request, state)
             limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
             query = request.query_params.get("q", "")
@@ -121,26 +119,18 @@ def create_app(roots: list[Path]) -> Starlette:
                 offset = _int_param(request, "offset", 0, 0, None)
                 page = read_page(found.cache, state, indexes, step, offset, limit)
             return page.as_dict()
-        finally:
-            state.close()
 
     def failures(request: Request) -> Any:
         found = pipeline(request)
-        state = open_state(found)
-        try:
+        with open_state(found) as state:
             step = step_of(request, state)
             offset = _int_param(request, "offset", 0, 0, None)
             limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
             return read_failures(found.cache, state, indexes, step, offset, limit)
-        finally:
-            state.close()
 
     def jobs(request: Request) -> Any:
-        state = open_state(pipeline(request))
-        try:
+        with open_state(pipeline(request)) as state:
             return {"jobs": read_jobs(state)}
-        finally:
-            state.close()
 
     def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})

@@ -114,6 +114,7 @@ async function refresh(first = false) {
       const total = overview.status.steps[view.step].rows_out;
       if (total !== view.rowsTotal && view.shown < PAGE) loadRows();  // the last page fills as batches commit
       else if (total !== view.rowsTotal) showRange((view.rowsTotal = total));
+      if (overview.status.steps[view.step].rows_failed !== view.failedTotal) loadFailures();
     }
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (error) {
@@ -285,6 +286,7 @@ async function moreResults() {
 async function loadFailures() {
   if (view.step === null || !view.pipeline) return;
   const data = await api(`/api/pipelines/${view.pipeline.id}/steps/${view.step}/failures?limit=${PAGE}`);
+  view.failedTotal = data.total;
   $("failed-count").textContent = `step ${view.step}: ${integer(data.total)}` + (data.total > data.failures.length ? `, first ${data.failures.length} shown` : "");
   if (!data.failures.length) {
     $("failures").replaceChildren(el("tr", {}, el("td", { class: "muted" }, "none")));

@@ -7,6 +7,7 @@ import time
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -95,8 +96,10 @@ def test_search_finds_a_known_row_and_says_where_to_continue(
     rows = get_json(f"{url}?limit=500")["rows"]
     known = rows[len(rows) // 2]["values"]
 
-    found = get_json(f"{url}?q={known['text'].upper().replace(' ', '%20')}")
+    found = get_json(f"{url}?q={quote(known['text'].upper())}")
     assert [row["values"] for row in found["rows"]] == [known]
+    found = get_json(f"{url}?q={quote(known['note'].upper())}")
+    assert [row["values"] for row in found["rows"]] == [known], "text beyond ASCII is matched too"
 
     first = get_json(f"{url}?q=SENTENCE&limit=3")
     assert len(first["rows"]) == 3 and first["next_row"] == first["rows"][-1]["row"] + 1

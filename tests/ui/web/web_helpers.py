@@ -68,7 +68,7 @@ class Translate(BatchedPipelineABC):
 
 
 def input_rows() -> list[dict[str, Any]]:
-    rows = [{"id": i, "text": f"sentence number {i}"} for i in range(ROWS)]
+    rows = [{"id": i, "text": f"sentence number {i}", "note": f"Über {i}"} for i in range(ROWS)]
     rows[LONG_ROW]["text"] = (
         f"sentence number {LONG_ROW}, " + "and a tail that goes on, " * 20 + str(LONG_ROW)
     )

@@ -27,6 +27,7 @@ _COMMAND_MODULES = [
     "datamill.cli.export",
     "datamill.cli.estimate",
     "datamill.cli.jobs",
+    "datamill.cli.ui",
 ]
 
 

@@ -7,6 +7,7 @@ process appended but never recorded, and that batch is not part of the result ye
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -182,6 +183,11 @@ def _four(spend: Spend) -> dict[str, Any]:
     """``requests``, ``prompt_tokens``, ``completion_tokens`` and ``cost_usd`` of ``spend``."""
     figures = spend.to_dict()
     return {name: figures[name] for name in ("requests", "prompt_tokens", "completion_tokens", "cost_usd")}
+
+
+def status_document(cache: CacheDir) -> dict[str, Any]:
+    """What ``datamill status --json`` prints, as a dict: also the web page's status API."""
+    return dataclasses.asdict(read_status(cache))
 
 
 def _last_run(state: StateDB) -> dict[str, Any] | None:

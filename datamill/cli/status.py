@@ -30,16 +30,15 @@ def status_command(
     pending offline jobs. Reads the state database read-only and takes no lock. Steps are
     numbered from 0, as in forward(resume_step=k); step k writes {prefix}_step{k+1}.
     """
-    from datamill.cli.cachedir import locate_cache, read_status
+    from datamill.cli.cachedir import locate_cache, read_status, status_document
 
-    status = read_status(locate_cache(cache, prefix))
+    found = locate_cache(cache, prefix)
     if as_json:
-        import dataclasses
         import json
 
-        typer.echo(json.dumps(dataclasses.asdict(status), default=str))
+        typer.echo(json.dumps(status_document(found), default=str))
         return
-    _print_status(status)
+    _print_status(read_status(found))
 
 
 def _print_status(status: CacheStatus) -> None:

@@ -39,12 +39,42 @@ class StateError(DatamillError):
 
 
 class ServingError(DatamillError):
-    """A model call failed in a way that retrying cannot fix (auth, bad request, exhausted retries)."""
+    """A model call failed in a way that retrying cannot fix (auth, bad request, exhausted retries).
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    ``systematic`` names a cause no row can fix (``"connection refused"``, ``"HTTP 404"``...):
+    the serving's circuit breaker (``datamill.serving.breaker``) stops the run on it instead of
+    failing every row one by one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        systematic: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.systematic = systematic
+
+
+class ServingStoppedError(ServingError):
+    """Every request of a serving fails for a reason no row can fix (connection refused, DNS,
+    TLS, 404, unknown model, 401/403): the run stopped sending, kept what it had committed,
+    and says what to check. ``url``, ``model`` and ``cause`` say which serving and why;
+    ``failures`` counts the requests that failed that way before the run stopped.
+    """
+
+    fatal = True
+
+    def __init__(self, message: str, *, url: str, model: str, cause: str, failures: int) -> None:
+        super().__init__(message, systematic=cause)
+        self.url = url
+        self.model = model
+        self.cause = cause
+        self.failures = failures
 
 
 class InvalidResponseError(ServingError):

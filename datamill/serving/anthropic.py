@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlparse
 
 import orjson
 
-from datamill.errors import InvalidResponseError
+from datamill.errors import ConfigError, InvalidResponseError
 from datamill.serving.http_serving import HTTPLLMServing
 from datamill.serving.structured import schema_instruction
 from datamill.serving.types import GenericRequest, GenericResponse
@@ -31,10 +32,16 @@ _NOT_SENT = frozenset({"n", "response_format", "seed"})
 
 
 def messages_url(api_url: str) -> str:
-    """Accept a full ``.../v1/messages`` URL, an API base ``.../v1`` or a bare host."""
+    """Accept a full ``.../v1/messages`` URL, an API base ``.../v1`` or a bare host; refuse a
+    URL naming another endpoint (``.../v1/message``) rather than extend it."""
     url = api_url.rstrip("/")
     if url.endswith("/messages"):
         return url
+    if urlparse(url).path.rsplit("/", 1)[-1].lower().startswith(("message", "complet", "chat")):
+        raise ConfigError(
+            f"api_url {api_url!r} names an endpoint other than messages: pass the full endpoint "
+            "(e.g. https://api.anthropic.com/v1/messages) or the API base (https://api.anthropic.com)"
+        )
     if url.endswith("/v1"):
         return url + "/messages"
     return url + "/v1/messages"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -142,8 +143,12 @@ async def post_json(
     headers: dict[str, str] | None = None,
     timeout: float,
     secret: str | None = None,
+    on_reply: Callable[[Mapping[str, str]], None] | None = None,
 ) -> bytes:
     """POST ``body`` as JSON and return the 2xx reply's bytes; raise a ``ServingError`` otherwise.
+
+    ``on_reply`` sees the headers of every reply, errors included (the serving's limiter reads
+    the provider's stated rate limits from them).
 
     The body is encoded by orjson (several times faster than the standard library, which
     aiohttp's ``json=`` uses); ``session`` comes from ``open_session``, whose headers declare
@@ -156,6 +161,8 @@ async def post_json(
     try:
         async with session.post(url, data=payload, headers=headers) as reply:
             data = await reply.read()
+            if on_reply is not None:
+                on_reply(reply.headers)
             if reply.status >= 400:
                 text = data.decode(errors="replace")
                 raise HTTPStatusError(

@@ -77,7 +77,7 @@ def run_with_progress(instance: Any, log_path: Path, *, quiet: bool, options: di
     in the cache directory, and the summary table at the end."""
     from datamill.cli.consoles import stderr_console, stdout_console
     from datamill.cli.runlog import FILE_ONLY, run_logging
-    from datamill.errors import RowsFailedError
+    from datamill.errors import OfflineBatchGenerationNotFinished, RowsFailedError
     from datamill.ui.live import LiveProgress
     from datamill.ui.progress import TrackingProgress
     from datamill.ui.tables import summary_table
@@ -93,12 +93,16 @@ def run_with_progress(instance: Any, log_path: Path, *, quiet: bool, options: di
         except RowsFailedError as exc:
             summary = exc.summary
             raise
+        except OfflineBatchGenerationNotFinished as exc:
+            log.info("waiting for offline batch jobs: %s", exc, extra=FILE_ONLY)
+            raise
         except BaseException as exc:
             log.error("run stopped: %s: %s", type(exc).__name__, exc, extra=FILE_ONLY)
             raise
         finally:
             if summary is not None and not quiet:
-                stdout_console().print(summary_table(summary))
+                out = stdout_console()
+                out.print(summary_table(summary, width=out.width))
 
 
 def _set_block_until_done(instance: Any, seconds: float) -> None:

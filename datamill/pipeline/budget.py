@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from datamill.errors import BudgetExceededError, ConfigError
+from datamill.errors import BudgetExceededError, ConfigError, advice
 from datamill.serving.base import LLMServingABC
 from datamill.serving.dispatch import DispatchStats
 
@@ -47,8 +47,8 @@ class Budget:
     def error(self, stats: DispatchStats) -> BudgetExceededError:
         return BudgetExceededError(
             f"the budget of ${self.max_cost_usd:.4f} is reached (${self.spent(stats):.4f} recorded); the run "
-            "stopped after committing the batches in flight. Rerun with a higher max_cost_usd to continue: "
-            "committed rows and cached responses are kept."
+            f"stopped after committing the batches in flight. Rerun with {advice('raise_budget')} to "
+            "continue: committed rows and cached responses are kept."
         )
 
 

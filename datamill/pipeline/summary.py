@@ -26,6 +26,7 @@ class StepSummary:
     seconds: float = 0.0
     changes: list[str] = field(default_factory=list)
     failure_samples: list[tuple[int, str]] = field(default_factory=list)
+    drop_reasons: dict[str, int] = field(default_factory=dict)
 
     def load_totals(self, totals: dict[str, Any], failure_samples: list[tuple[int, str]]) -> None:
         """Take the step's committed totals (``StateDB.step_totals``): the database is the truth."""
@@ -41,6 +42,25 @@ class StepSummary:
     @property
     def rows_per_second(self) -> float:
         return self.rows_this_run / self.seconds if self.seconds > 0 else 0.0
+
+
+#: What a run's or step's stored status means, in words for people.
+STATUS_WORDS = {
+    "pending": "not started",
+    "running": "running",
+    "done": "complete",
+    "complete": "complete",
+    "failed_rows": "finished with failed rows",
+    "budget_exceeded": "stopped at the budget",
+    "offline_pending": "waiting for batch jobs",
+    "interrupted": "interrupted",
+    "error": "stopped by an error",
+}
+
+
+def describe_status(status: str) -> str:
+    """``status`` in words (``failed_rows`` -> ``finished with failed rows``)."""
+    return STATUS_WORDS.get(status, status.replace("_", " "))
 
 
 @dataclass
@@ -74,7 +94,7 @@ class RunSummary:
     def format_text(self) -> str:
         """A plain-text table for logs and non-TTY output."""
         lines = [
-            f"run {self.status} in {self.seconds:.1f}s"
+            f"run {describe_status(self.status)} in {self.seconds:.1f}s"
             + (" (already complete)" if self.already_complete else "")
         ]
         lines.append(

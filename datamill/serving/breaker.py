@@ -76,7 +76,9 @@ def stop_error(serving: LLMServingABC, error: ServingError, failures: int) -> Se
         f"Committed rows are kept; rerun the same command to resume once this is fixed.\n"
         f"  last error: {error}"
     )
-    return ServingStoppedError(message, url=url, model=model, cause=cause, failures=failures)
+    return ServingStoppedError(
+        message, url=url, model=model, cause=cause, failures=failures, status=error.status
+    )
 
 
 def _what_to_check(serving: LLMServingABC, cause: str, url: str) -> str:

@@ -20,6 +20,7 @@ import typer
 from datamill.core.rowfiles import Row, iter_rows
 from datamill.core.state import StateDB
 from datamill.errors import StateError
+from datamill.pipeline.summary import describe_status
 
 STATE_SUFFIX = ".state.db"
 FINAL_JOB_STATES = frozenset({"completed", "ended", "failed", "expired", "cancelled", "canceled"})
@@ -115,6 +116,7 @@ class StepStatus:
     completion_tokens: int
     cost_usd: float
     rows_per_second: float | None
+    drop_reasons: dict[str, int]
 
 
 @dataclass
@@ -131,6 +133,7 @@ def read_status(cache: CacheDir) -> CacheStatus:
     state = cache.open_state()
     try:
         run = _last_run(state)
+        jobs = _pending_jobs(state)
         steps: list[StepStatus] = []
         for index in range(state.step_count()):
             stored = state.load_step(index) or {}
@@ -146,7 +149,7 @@ def read_status(cache: CacheDir) -> CacheStatus:
                 StepStatus(
                     index=index,
                     name=str(stored.get("name", "?")),
-                    state=str(stored.get("status", "?")),
+                    state=_step_state(stored, totals, run, steps, jobs, index),
                     file=step_file(cache, state, index)[0].name,
                     rows_done=totals["rows_in"],
                     rows_total=total,
@@ -157,12 +160,35 @@ def read_status(cache: CacheDir) -> CacheStatus:
                     completion_tokens=totals["completion_tokens"],
                     cost_usd=totals["cost_usd"],
                     rows_per_second=_throughput(state, index, run, stored.get("status") == "done"),
+                    drop_reasons=state.drop_reasons(index),
                 )
             )
         cached = state.conn.execute("SELECT COUNT(*) FROM request_cache").fetchone()[0]
-        return CacheStatus(str(cache.path), cache.prefix, run, steps, _pending_jobs(state), int(cached))
+        return CacheStatus(str(cache.path), cache.prefix, run, steps, jobs, int(cached))
     finally:
         state.close()
+
+
+def _step_state(
+    stored: dict[str, Any],
+    totals: dict[str, Any],
+    run: dict[str, Any] | None,
+    earlier: list[StepStatus],
+    jobs: list[dict[str, Any]],
+    index: int,
+) -> str:
+    """What is happening to a step, in words: complete, failed rows, running, waiting for
+    batch jobs, stopped at a row, not started."""
+    if stored.get("status") == "done":
+        return "failed rows" if totals["rows_failed"] else "complete"
+    if any(job.get("step") == index for job in jobs):
+        return "waiting for batch jobs"
+    first_unfinished = all(step.state in ("complete", "failed rows") for step in earlier)
+    if run is not None and run["status"] == "running" and first_unfinished:
+        return "running"
+    if totals["rows_in"]:
+        return "stopped" if run is None else f"stopped ({describe_status(str(run['status']))})"
+    return "not started"
 
 
 def _last_run(state: StateDB) -> dict[str, Any] | None:

@@ -92,7 +92,10 @@ def records_table(records: Iterable[dict[str, Any]], title: str | None = None) -
     columns = list(dict.fromkeys(key for record in records for key in record))
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(str(column), overflow="fold")
+        if column in ("job", "job_id"):  # an id is copied whole: never broken across lines
+            table.add_column(str(column), no_wrap=True)
+        else:
+            table.add_column(str(column), overflow="fold")
     for record in records:
         table.add_row(*(Text(format_cell(record.get(column))) for column in columns))
     return table

@@ -5,13 +5,15 @@ recompute reasons, offline job progress and the summary, on a terminal or in a n
 (``datamill.pipeline.progress.set_default_progress``). For the length of a run it shows the
 ``datamill`` loggers' INFO messages on stderr — "step 1 will be recomputed: ...", "resuming at
 row N", the offline jobs' progress while blocking — unless the program has set up logging
-that already shows them. On a terminal or in a notebook a live display redraws the steps;
-elsewhere (a pipe, a file) the progress comes as a line every few seconds. Setting
+that already shows them. On a terminal or in a notebook (with ipywidgets) a live display
+redraws the steps; elsewhere (a pipe, a file, a notebook without ipywidgets) the progress
+comes as a line every few seconds. Setting
 ``logging.getLogger("datamill")`` above INFO, or ``forward(progress=False)``, quiets it all.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 
@@ -33,7 +35,7 @@ class ConsoleProgress(TrackingProgress):
         self.console = console or Console(stderr=True)
         logger = logging.getLogger(DATAMILL_LOGGER)
         self.quiet = logger.level > logging.INFO
-        self.interactive = self.console.is_terminal or self.console.is_jupyter
+        self.interactive = _can_redraw(self.console)
         self._live: LiveDisplay | None = None
         self._handler: _ConsoleHandler | None = None
         self._saved: tuple[int, bool] | None = None
@@ -74,6 +76,13 @@ class ConsoleProgress(TrackingProgress):
             logger.setLevel(self._saved[0])
             logger.propagate = self._saved[1]
             self._handler = None
+
+
+def _can_redraw(console: Console) -> bool:
+    """A terminal, or a notebook with ipywidgets (rich redraws a notebook cell through it)."""
+    if console.is_jupyter:
+        return importlib.util.find_spec("ipywidgets") is not None
+    return console.is_terminal and not console.is_dumb_terminal
 
 
 def _already_shown(logger: logging.Logger) -> bool:

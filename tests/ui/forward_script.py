@@ -1,7 +1,8 @@
 """A plain user script for the console tests: ``python forward_script.py DIR MODE``.
 
 MODE ``stop`` fails at row 300 (after some batches are committed), ``run`` runs to the end,
-``offline`` submits Batch API jobs that take a minute and leaves them pending.
+``changed`` runs with another system prompt, ``offline`` submits Batch API jobs that take a
+minute and leaves them pending.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ class StoppingGenerator(PromptedGenerator):
 
 
 class Pipeline(BatchedPipelineABC):
-    def __init__(self, directory: Path, serving: APILLMServing_request) -> None:
+    def __init__(self, directory: Path, serving: APILLMServing_request, system_prompt: str) -> None:
         super().__init__()
         self.storage = BatchedFileStorage(
             str(directory / "in.jsonl"), cache_path=str(directory / "cache"), file_name_prefix="demo"
         )
-        self.gen = StoppingGenerator(serving, system_prompt="Be brief.", user_prompt="Say: ")
+        self.gen = StoppingGenerator(serving, system_prompt=system_prompt, user_prompt="Say: ")
 
     def forward(self) -> None:
         self.gen.run(self.storage.step(), input_key="text", output_key="reply")
@@ -43,7 +44,7 @@ def main(directory: Path, mode: str) -> None:
         serving = APILLMServing_request(
             sim.openai_base, max_workers=8, use_offline_batch_generation=mode == "offline"
         )
-        pipeline = Pipeline(directory, serving)
+        pipeline = Pipeline(directory, serving, "Be terse." if mode == "changed" else "Be brief.")
         if mode == "stop":
             pipeline.gen._stop_at = 300
         pipeline.forward(batch_size=50)

@@ -45,7 +45,7 @@ def jobs_command(
     from datamill.cli.consoles import stderr_console, stdout_console
     from datamill.errors import DatamillError
     from datamill.serving.offline.store import OfflineStore
-    from datamill.ui.tables import records_table
+    from datamill.ui.tables import WIDE_COLUMNS, records_table
 
     found = locate_cache(cache, prefix)
     store = OfflineStore(found.state_path)
@@ -81,6 +81,8 @@ def jobs_command(
         )
         return
     title = "offline batch jobs" + (" (cancel requested)" if cancel else "")
+    if console.width < WIDE_COLUMNS:  # the job id stays whole; the URL is in --json
+        records = [{k: v for k, v in record.items() if k != "base_url"} for record in records]
     console.print(records_table(records, title=title))
 
 

@@ -51,6 +51,9 @@ def test_pending_jobs_are_listed_as_json_and_the_message_names_the_flag(project:
     assert "offline_batch_generation_block_until_done" not in result.stderr
     jobs = json.loads(project.datamill("jobs", "cache", "--json", "--no-refresh").stdout)
     assert len(jobs) >= 1 and jobs[0]["job"].startswith("batch_") and jobs[0]["step"] == 0
+    table = project.datamill("jobs", "cache", "--no-refresh", COLUMNS="80").stdout
+    assert jobs[0]["job"] in table  # the id is never broken across lines
+    assert all(len(line) <= 80 for line in table.splitlines()), table
     status = json.loads(project.datamill("status", "cache", "--json").stdout)
     assert status["steps"][0]["state"] == "waiting for batch jobs"
     assert status["run"]["status"] == "offline_pending"

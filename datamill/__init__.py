@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from datamill._lazy import lazy_exports
+from datamill.pipeline.progress import ProgressSink, set_default_progress
 
 __version__ = "0.1.0"
 
@@ -93,6 +94,16 @@ __all__ = [
 ]
 
 __getattr__ = lazy_exports(globals(), _EXPORTS)
+
+
+def _console_progress() -> ProgressSink:
+    """``forward()``'s default display (rich is imported only when a run starts)."""
+    from datamill.ui.console import ConsoleProgress
+
+    return ConsoleProgress()
+
+
+set_default_progress(_console_progress)
 
 
 if TYPE_CHECKING:  # pragma: no cover

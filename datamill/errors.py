@@ -9,6 +9,32 @@ from __future__ import annotations
 
 from typing import Any
 
+#: What to tell a person, by topic: (from Python, from the ``datamill`` command line).
+ADVICE = {
+    "retry_failed": ("forward(resume_from_last=True)", "rerunning the same datamill run command"),
+    "block_until_done": (
+        "offline_batch_generation_block_until_done=SECONDS on the serving",
+        "--block-until-done SECONDS",
+    ),
+    "raise_budget": ("a higher max_cost_usd", "a higher --max-cost"),
+    "resume_step": ("resume_step=k", "--resume-step K"),
+    "start_over": ("resume_from_last=False", "--fresh"),
+}
+_from_cli = False
+
+
+def speak_to_cli() -> None:
+    """From now on, messages name ``datamill`` command-line flags instead of Python arguments
+    (the CLI calls this once at start)."""
+    global _from_cli
+    _from_cli = True
+
+
+def advice(topic: str) -> str:
+    """How to do ``topic`` (a key of ``ADVICE``) in the words of the caller's interface."""
+    python, cli = ADVICE[topic]
+    return cli if _from_cli else python
+
 
 class DatamillError(Exception):
     """Base of every error datamill raises on purpose."""
@@ -39,12 +65,44 @@ class StateError(DatamillError):
 
 
 class ServingError(DatamillError):
-    """A model call failed in a way that retrying cannot fix (auth, bad request, exhausted retries)."""
+    """A model call failed in a way that retrying cannot fix (auth, bad request, exhausted retries).
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    ``systematic`` names a cause no row can fix (``"connection refused"``, ``"HTTP 404"``...):
+    the serving's circuit breaker (``datamill.serving.breaker``) stops the run on it instead of
+    failing every row one by one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        systematic: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.systematic = systematic
+
+
+class ServingStoppedError(ServingError):
+    """Every request of a serving fails for a reason no row can fix (connection refused, DNS,
+    TLS, 404, unknown model, 401/403): the run stopped sending, kept what it had committed,
+    and says what to check. ``url``, ``model`` and ``cause`` say which serving and why;
+    ``failures`` counts the requests that failed that way before the run stopped.
+    """
+
+    fatal = True
+
+    def __init__(
+        self, message: str, *, url: str, model: str, cause: str, failures: int, status: int | None = None
+    ) -> None:
+        super().__init__(message, status=status, systematic=cause)
+        self.url = url
+        self.model = model
+        self.cause = cause
+        self.failures = failures
 
 
 class InvalidResponseError(ServingError):

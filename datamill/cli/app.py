@@ -18,6 +18,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        from datamill import __version__
+
+        typer.echo(f"datamill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Batched, resumable LLM data-generation pipelines."""
+
+
 _COMMAND_MODULES = [
     "datamill.cli.simulate",
     "datamill.cli.demo",
@@ -37,6 +55,9 @@ def _register_commands() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; messages from here on name command-line flags."""
+    from datamill.errors import speak_to_cli
+
+    speak_to_cli()
     _register_commands()
     app()

@@ -22,6 +22,7 @@ from datamill.core.spend import Spend
 from datamill.core.state import StateDB
 from datamill.errors import StateError
 from datamill.pipeline.storage import read_committed_rows
+from datamill.pipeline.summary import describe_status
 
 STATE_SUFFIX = ".state.db"
 FINAL_JOB_STATES = frozenset({"completed", "ended", "failed", "expired", "cancelled", "canceled"})
@@ -120,6 +121,7 @@ class StepStatus:
     #: The same four for the last run alone.
     last_run_spend: dict[str, Any]
     rows_per_second: float | None
+    drop_reasons: dict[str, int]
 
 
 @dataclass
@@ -140,6 +142,7 @@ def read_status(cache: CacheDir) -> CacheStatus:
     try:
         run = _last_run(state)
         last_run_id = run["id"] if run is not None else -1
+        jobs = _pending_jobs(state)
         steps: list[StepStatus] = []
         for index in range(state.step_count()):
             stored = state.load_step(index) or {}
@@ -155,7 +158,7 @@ def read_status(cache: CacheDir) -> CacheStatus:
                 StepStatus(
                     index=index,
                     name=str(stored.get("name", "?")),
-                    state=str(stored.get("status", "?")),
+                    state=_step_state(stored, totals, run, steps, jobs, index),
                     file=step_file(cache, state, index)[0].name,
                     rows_done=totals["rows_in"],
                     rows_total=total,
@@ -168,13 +171,12 @@ def read_status(cache: CacheDir) -> CacheStatus:
                     cost_usd=totals["cost_usd"],
                     last_run_spend=_four(state.spend(step=index, run=last_run_id)),
                     rows_per_second=_throughput(state, index, run, stored.get("status") == "done"),
+                    drop_reasons=state.drop_reasons(index),
                 )
             )
         spend = _four(state.spend())
         spend["last_run"] = _four(state.spend(run=last_run_id))
-        return CacheStatus(
-            str(cache.path), cache.prefix, run, steps, _pending_jobs(state), state.cached_count(), spend
-        )
+        return CacheStatus(str(cache.path), cache.prefix, run, steps, jobs, state.cached_count(), spend)
     finally:
         state.close()
 
@@ -188,6 +190,28 @@ def _four(spend: Spend) -> dict[str, Any]:
 def status_document(cache: CacheDir) -> dict[str, Any]:
     """What ``datamill status --json`` prints, as a dict: also the web page's status API."""
     return dataclasses.asdict(read_status(cache))
+
+
+def _step_state(
+    stored: dict[str, Any],
+    totals: dict[str, Any],
+    run: dict[str, Any] | None,
+    earlier: list[StepStatus],
+    jobs: list[dict[str, Any]],
+    index: int,
+) -> str:
+    """What is happening to a step, in words: complete, failed rows, running, waiting for
+    batch jobs, stopped at a row, not started."""
+    if stored.get("status") == "done":
+        return "failed rows" if totals["rows_failed"] else "complete"
+    if any(job.get("step") == index for job in jobs):
+        return "waiting for batch jobs"
+    first_unfinished = all(step.state in ("complete", "failed rows") for step in earlier)
+    if run is not None and run["status"] == "running" and first_unfinished:
+        return "running"
+    if totals["rows_in"]:
+        return "stopped" if run is None else f"stopped ({describe_status(str(run['status']))})"
+    return "not started"
 
 
 def _last_run(state: StateDB) -> dict[str, Any] | None:

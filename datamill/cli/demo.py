@@ -42,6 +42,9 @@ def demo(
     ),
     fresh: bool = typer.Option(False, help="Start over instead of resuming (cached responses are reused)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display and no summary."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as one JSON object instead of a table."
+    ),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Translate 200 bundled sentences into Chinese, French and German, resumably.
@@ -56,7 +59,7 @@ def demo(
         pipeline = TranslatePipeline(api_url=url, model_name=model, cache_path=cache)
         pipeline.compile()
         options = {"batch_size": batch_size, "resume_from_last": not fresh}
-        run_with_progress(pipeline, pipeline.storage.log_path, quiet=quiet, options=options)
+        run_with_progress(pipeline, pipeline.storage.log_path, quiet=quiet, options=options, as_json=as_json)
     first = next(iter(pipeline.rows()), None)
-    if first is not None and not quiet:
+    if first is not None and not quiet and not as_json:
         typer.echo("first row: " + json.dumps(first, ensure_ascii=False))

@@ -40,6 +40,12 @@ def export_command(
     from datamill.cli.cachedir import committed_rows, locate_cache, resolve_step
     from datamill.core.rowfiles import detect_format
 
+    if fmt is None and out.suffix.lower() == ".json":
+        raise typer.BadParameter(
+            f"{out.name}: export writes JSON Lines (one object per line), not a .json array; "
+            "name the file .jsonl, or pass --format jsonl to write JSON Lines under this name",
+            param_hint="--out",
+        )
     if fmt is None:
         try:
             fmt = detect_format(out)

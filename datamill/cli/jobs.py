@@ -44,15 +44,15 @@ def jobs_command(
     api_key_env: str | None = typer.Option(
         None, "--api-key-env", metavar="NAME", help="Environment variable holding the API key."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the jobs as one JSON array."),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """List the offline batch jobs of a cache with their status and counts; --cancel cancels them."""
-    from rich.console import Console
-
     from datamill.cli.cachedir import locate_cache
+    from datamill.cli.consoles import stderr_console, stdout_console
     from datamill.errors import DatamillError
     from datamill.serving.offline.store import OfflineStore
-    from datamill.ui.tables import records_table
+    from datamill.ui.tables import WIDE_COLUMNS, records_table
 
     found = locate_cache(cache, prefix)
     released = _release_cancelled(found) if resubmit_cancelled else 0
@@ -66,26 +66,33 @@ def jobs_command(
     live = [c for c in chunks if c.state in LIVE_STATES]
     shown = chunks if show_all else live
     records = [_record(chunk.as_job_dict()) for chunk in shown]
-    console = Console(highlight=False)
+    console = stdout_console()
     if (refresh or cancel) and live:
         try:
             updates = asyncio.run(_talk([c.as_job_dict() for c in live], cancel=cancel, key_env=api_key_env))
         except DatamillError as exc:
             if cancel:
                 raise
-            console.print(
+            stderr_console().print(
                 f"[yellow]could not reach the provider ({exc}); showing the recorded status[/yellow]"
             )
             updates = {}
         for record in records:
             if record["job"] in updates:
                 record.update(updates[record["job"]])
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(records, default=str))
+        return
     if not records:
         console.print(
             "no offline batch jobs are running" + ("" if show_all else " (--all lists collected ones)")
         )
         return
     title = "offline batch jobs" + (" (cancel requested)" if cancel else "")
+    if console.width < WIDE_COLUMNS:  # the job id stays whole; the URL is in --json
+        records = [{k: v for k, v in record.items() if k != "base_url"} for record in records]
     console.print(records_table(records, title=title))
 
 

@@ -23,10 +23,13 @@ def show_command(
     fmt: str | None = typer.Option(
         None, "--format", help="json (one object per line) or table; default: table on a terminal."
     ),
+    as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
     prefix: str | None = typer.Option(None, "--prefix", help=PREFIX_HELP),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Print the first committed rows of a step, as JSON lines or a table."""
+    if as_json:
+        fmt = "json"
     from datamill.cli.cachedir import committed_rows, locate_cache, resolve_step
 
     if fmt not in (None, "json", "table"):

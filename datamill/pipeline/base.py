@@ -21,11 +21,18 @@ from typing import Any
 from datamill.core.ledger import Ledger
 from datamill.core.lock import CacheLock
 from datamill.core.rowfiles import Row
-from datamill.errors import BudgetExceededError, ConfigError, RowsFailedError
+from datamill.errors import (
+    BudgetExceededError,
+    ConfigError,
+    OfflineBatchGenerationNotFinished,
+    RowsFailedError,
+    advice,
+)
 from datamill.pipeline.budget import Budget, check_budget_config
 from datamill.pipeline.estimate import PipelineEstimate, estimate_plan
+from datamill.pipeline.pending import install_pending_exit_hook
 from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, validate_keys
-from datamill.pipeline.progress import LoggingProgress, ProgressSink
+from datamill.pipeline.progress import ProgressSink, choose_progress, notify_stopped
 from datamill.pipeline.reconcile import reconcile
 from datamill.pipeline.runner import FAILURE_SAMPLES, PipelineRunner
 from datamill.pipeline.state_check import check_state_database
@@ -101,7 +108,7 @@ class BatchedPipelineABC:
         resume_from_last: bool | None = None,
         resume_step: int | None = None,
         *,
-        progress: ProgressSink | None = None,
+        progress: ProgressSink | bool | None = None,
         max_cost_usd: float | None = None,
     ) -> RunSummary:
         """Run every step over the whole dataset, one committed batch at a time.
@@ -112,6 +119,15 @@ class BatchedPipelineABC:
         Returns the run summary; raises ``RowsFailedError`` at the end if more rows failed
         than ``allowed_failure_fraction`` allows, and ``BudgetExceededError`` (carrying the
         summary) when ``max_cost_usd`` is reached.
+
+        ``progress``: by default a live display on a terminal or in a notebook (rows, rows/s,
+        ETA, in flight, retries, spend), the resume point, every recompute reason and a
+        summary at the end; ``progress=False`` (or ``logging.getLogger("datamill")`` set
+        above INFO) keeps it quiet; a ``ProgressSink`` receives the events instead.
+
+        Offline batch jobs still running raise ``OfflineBatchGenerationNotFinished`` (catch it
+        to tell that jobs are pending); left uncaught in a script, it ends the script with one
+        short message and exit status 75 instead of a traceback (``datamill.pipeline.pending``).
         """
         if resume_step is not None and resume_from_last:
             raise ConfigError("pass either resume_from_last=True or resume_step=k, not both")
@@ -120,15 +136,22 @@ class BatchedPipelineABC:
         if self._plan is None:
             self.compile()
         assert self._plan is not None and self._storage is not None
-        summary = _run(
-            self._storage,
-            self._plan,
-            batch_size=batch_size,
-            resume_from_last=resume_from_last is not False,
-            resume_step=resume_step,
-            progress=progress if progress is not None else LoggingProgress(),
-            max_cost_usd=max_cost_usd if max_cost_usd is not None else self.max_cost_usd,
-        )
+        sink = choose_progress(progress)
+        try:
+            summary = _run(
+                self._storage,
+                self._plan,
+                batch_size=batch_size,
+                resume_from_last=resume_from_last is not False,
+                resume_step=resume_step,
+                progress=sink,
+                max_cost_usd=max_cost_usd if max_cost_usd is not None else self.max_cost_usd,
+            )
+        except BaseException as exc:
+            notify_stopped(sink, exc)
+            if isinstance(exc, OfflineBatchGenerationNotFinished):
+                install_pending_exit_hook()
+            raise
         self.last_summary = summary
         self._raise_if_too_many_failures(summary)
         return summary
@@ -153,7 +176,7 @@ class BatchedPipelineABC:
         ][:5]
         raise RowsFailedError(
             f"{failed} row(s) failed and were not written; they are recorded in the state database and "
-            "are retried by forward(resume_from_last=True). First errors:\n  " + "\n  ".join(samples),
+            f"are retried by {advice('retry_failed')}. First errors:\n  " + "\n  ".join(samples),
             summary=summary,
         )
 
@@ -249,7 +272,13 @@ def _run(
             exc.summary = summary
             raise
         except BaseException as exc:
-            summary.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            summary.status = (
+                "interrupted"
+                if isinstance(exc, KeyboardInterrupt)
+                else "offline_pending"
+                if isinstance(exc, OfflineBatchGenerationNotFinished)
+                else "error"
+            )
             raise
         finally:
             summary.seconds = time.monotonic() - started
@@ -289,13 +318,22 @@ def _fill_totals(ledger: Ledger, step: StepPlan, summary: StepSummary) -> None:
     summary.status = stored.get("status", summary.status)
     summary.take_run_spend(ledger.run_spend.get(step.index))
     summary.load_totals(state.step_totals(step.index), state.failures(step.index, limit=FAILURE_SAMPLES))
+    summary.drop_reasons = state.drop_reasons(step.index)
+    summary.drop_reasons = state.drop_reasons(step.index)
 
 
 def _run_coroutine(factory: Callable[[], Any]) -> None:
-    """Run the engine's coroutine, also from inside a running loop (a notebook)."""
+    """Run the engine's coroutine, also from inside a running loop (a notebook).
+
+    The loop is looked for apart from running the coroutine, so no error of the run is
+    chained to the ``RuntimeError`` that says there is no running loop.
+    """
     try:
         asyncio.get_running_loop()
+        inside_loop = True
     except RuntimeError:
+        inside_loop = False
+    if not inside_loop:
         asyncio.run(factory())
         return
     error: list[BaseException] = []

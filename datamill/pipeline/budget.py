@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from datamill.core.ledger import Ledger
 from datamill.core.spend import Spend
-from datamill.errors import BudgetExceededError, ConfigError
+from datamill.errors import BudgetExceededError, ConfigError, advice
 from datamill.serving.base import LLMServingABC
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ class Budget:
         return BudgetExceededError(
             f"the budget of ${self.max_cost_usd:.4f} (cumulative over every run of this cache) is reached: "
             f"${spent.priced_cost_usd:.4f} spent on {spent.requests} paid requests. Batches already answered "
-            "are committed. Raise max_cost_usd (CLI: --max-cost) and rerun to continue: nothing already "
-            "paid is paid again."
+            f"are committed. Rerun with {advice('raise_budget')} to continue: nothing already paid is paid "
+            "again."
         )
 
 

@@ -316,13 +316,15 @@ def _price(op: LLMOperator, estimate: StepEstimate) -> None:
 def _sample_rows(
     plan: list[StepPlan], step: StepPlan, op: LLMOperator, reply_tokens: dict[str, float]
 ) -> list[Row]:
-    """Rows of the nearest existing input, with the columns not written yet filled in."""
+    """Rows of the nearest input that has rows, with the columns not written yet filled in."""
     model = op.llm_serving.model_name
     for earlier in reversed(plan[: step.index + 1]):
         if not Path(earlier.input_path).exists():
             continue
         reader = open_reader(earlier.input_path, earlier.input_format).iter_from(0)
         rows = [dict(row) for row, _ in itertools.islice(reader, SAMPLE_ROWS)]
+        if not rows:  # an upstream step file with nothing committed yet: look further up
+            continue
         missing = [
             key
             for later in plan[earlier.index : step.index]

@@ -52,7 +52,7 @@ async def compute_llm_batch(
         errors = [f.exception() for f in futures]  # every one read, so none is reported unread
         fatal = next((e for e in errors if getattr(e, "fatal", False)), None)
         if fatal is not None:
-            raise fatal
+            raise fatal.with_traceback(None)  # one error shared by every batch: no stacked frames
         bug = next((e for e in errors if e is not None and not isinstance(e, ServingError)), None)
         if bug is not None:
             raise bug

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from datamill.core.rowfiles import read_head
 from datamill.errors import ConfigError, KeyValidationError
 from datamill.operators.base import Operator
 from datamill.pipeline.storage import BatchedFileStorage, StepCall
+
+log = logging.getLogger(__name__)
 
 HEAD_ROWS = 20
 
@@ -63,12 +66,16 @@ def build_plan(storage: BatchedFileStorage, calls: list[StepCall]) -> list[StepP
 def validate_keys(plan: list[StepPlan], input_path: Path) -> None:
     """Check every step's input keys against the input's columns and earlier outputs.
 
-    Reads only the first ``HEAD_ROWS`` rows. All problems are reported at once.
+    Reads only the first ``HEAD_ROWS`` rows. All problems are reported at once. An empty
+    input, or one whose first rows have no columns, leaves nothing to check against: that is
+    a warning naming the file (the run would complete with nothing to show), not an error.
     """
     head = read_head(input_path, HEAD_ROWS)
-    if not head:
-        return  # an empty input has no columns to check; the run completes with 0 rows
     available: list[str] = list(dict.fromkeys(key for row in head for key in row))
+    if not available:
+        what = "is empty" if not head else f"has no columns in its first {len(head)} row(s)"
+        log.warning("%s %s: compile() did not check the input keys of any step", input_path, what)
+        return
     problems = []
     for step in plan:
         missing = [key for key in step.operator.input_keys(step.call) if key not in available]

@@ -1,13 +1,16 @@
-"""Progress events from the engine, and the default sink that logs them.
+"""Progress events from the engine, the sink that logs them, and how ``forward()`` picks one.
 
-The engine calls a ``ProgressSink``; the CLI renders a live display from the same events.
-Library code never prints.
+The engine calls a ``ProgressSink``; the CLI and ``forward()`` render a live display from the
+same events. Library code never prints: the display is an interface-layer sink that the
+``datamill`` package registers here (``set_default_progress``), so this layer never imports
+it. ``forward(progress=None)`` uses the registered sink, ``progress=False`` only logs.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from datamill.pipeline.summary import RunSummary, StepSummary
@@ -25,6 +28,32 @@ class ProgressSink(Protocol):
     def run_finished(self, summary: RunSummary) -> None: ...
 
 
+_default_factory: Callable[[], ProgressSink] | None = None
+
+
+def set_default_progress(factory: Callable[[], ProgressSink] | None) -> None:
+    """Register what ``forward()`` shows by default (the ``datamill`` package registers its
+    console display); None goes back to logging only."""
+    global _default_factory
+    _default_factory = factory
+
+
+def choose_progress(progress: ProgressSink | bool | None) -> ProgressSink:
+    """The sink of a run: the one given, the registered display (None, True), or logging (False)."""
+    if progress is None or progress is True:
+        return _default_factory() if _default_factory is not None else LoggingProgress()
+    if progress is False:
+        return LoggingProgress()
+    return progress
+
+
+def notify_stopped(progress: ProgressSink, error: BaseException) -> None:
+    """Tell ``progress`` the run ended with ``error`` (sinks without ``run_stopped`` skip it)."""
+    stopped = getattr(progress, "run_stopped", None)
+    if stopped is not None:
+        stopped(error)
+
+
 class LoggingProgress:
     """Logs one line per step start and end, and one every ``interval`` seconds in between."""
 
@@ -36,9 +65,11 @@ class LoggingProgress:
     def step_started(self, step: StepSummary, total_rows: int | None, done_rows: int) -> None:
         self._total = total_rows
         self._last = time.monotonic()
-        log.info(
-            "step %d (%s): starting at row %d of %s", step.index, step.name, done_rows, total_rows or "?"
-        )
+        total = "?" if total_rows is None else f"{total_rows:,}"
+        if done_rows:
+            log.info("step %d (%s): resuming at row %s of %s", step.index, step.name, f"{done_rows:,}", total)
+        else:
+            log.info("step %d (%s): starting, %s rows", step.index, step.name, total)
 
     def rows_committed(self, step: StepSummary, done_rows: int, dispatch: Any) -> None:
         now = time.monotonic()
@@ -72,3 +103,6 @@ class LoggingProgress:
 
     def run_finished(self, summary: RunSummary) -> None:
         log.info("%s", summary.format_text())
+
+    def run_stopped(self, error: BaseException) -> None:
+        """The run ended with ``error`` (which reaches the caller): nothing to add to the log."""

@@ -73,6 +73,25 @@ class StepSummary:
         return self.rows_this_run / self.seconds if self.seconds > 0 else 0.0
 
 
+#: What a run's or step's stored status means, in words for people.
+STATUS_WORDS = {
+    "pending": "not started",
+    "running": "running",
+    "done": "complete",
+    "complete": "complete",
+    "failed_rows": "finished with failed rows",
+    "budget_exceeded": "stopped at the budget",
+    "offline_pending": "waiting for batch jobs",
+    "interrupted": "interrupted",
+    "error": "stopped by an error",
+}
+
+
+def describe_status(status: str) -> str:
+    """``status`` in words (``failed_rows`` -> ``finished with failed rows``)."""
+    return STATUS_WORDS.get(status, status.replace("_", " "))
+
+
 @dataclass
 class RunSummary:
     """Returned by ``forward()``; also stored in the state database's ``runs`` table."""
@@ -134,7 +153,7 @@ class RunSummary:
     def format_text(self) -> str:
         """A plain-text table for logs and non-TTY output, with a total row."""
         lines = [
-            f"run {self.status} in {self.seconds:.1f}s"
+            f"run {describe_status(self.status)} in {self.seconds:.1f}s"
             + (" (already complete)" if self.already_complete else "")
         ]
         lines.append(

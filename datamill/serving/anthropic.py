@@ -36,10 +36,11 @@ import asyncio
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlparse
 
 import orjson
 
-from datamill.errors import InvalidResponseError
+from datamill.errors import ConfigError, InvalidResponseError
 from datamill.serving.http_serving import HTTPLLMServing
 from datamill.serving.offline.provider import (
     BatchProvider,
@@ -68,10 +69,16 @@ def auth_headers(key: str | None) -> dict[str, str]:
 
 
 def messages_url(api_url: str) -> str:
-    """Accept a full ``.../v1/messages`` URL, an API base ``.../v1`` or a bare host."""
+    """Accept a full ``.../v1/messages`` URL, an API base ``.../v1`` or a bare host; refuse a
+    URL naming another endpoint (``.../v1/message``) rather than extend it."""
     url = api_url.rstrip("/")
     if url.endswith("/messages"):
         return url
+    if urlparse(url).path.rsplit("/", 1)[-1].lower().startswith(("message", "complet", "chat")):
+        raise ConfigError(
+            f"api_url {api_url!r} names an endpoint other than messages: pass the full endpoint "
+            "(e.g. https://api.anthropic.com/v1/messages) or the API base (https://api.anthropic.com)"
+        )
     if url.endswith("/v1"):
         return url + "/messages"
     return url + "/v1/messages"

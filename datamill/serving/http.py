@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -26,7 +27,9 @@ class HTTPStatusError(ServingError):
     """A non-2xx answer; carries ``retry_after`` and, for a 429, the provider's RPM when sent.
 
     ``fatal`` (401, 403: the key is wrong or lacks access) means no request of this serving can
-    succeed: the engine stops the run at once instead of failing every row one by one.
+    succeed: the engine stops the run at once instead of failing every row one by one. A 404
+    (wrong path, unknown model) and a 400 saying the model does not exist are ``systematic``
+    too: the serving's circuit breaker stops the run on the first one.
     """
 
     def __init__(
@@ -36,11 +39,55 @@ class HTTPStatusError(ServingError):
         status: int,
         retry_after: float | None = None,
         provider_rpm: float | None = None,
+        model_not_found: bool = False,
     ) -> None:
-        super().__init__(message, status=status, retryable=status == 429 or status >= 500)
+        super().__init__(
+            message,
+            status=status,
+            retryable=status == 429 or status >= 500,
+            systematic=_systematic_status(status, model_not_found),
+        )
         self.retry_after = retry_after
         self.provider_rpm = provider_rpm
         self.fatal = status in (401, 403)
+
+
+def _systematic_status(status: int, model_not_found: bool) -> str | None:
+    if model_not_found:
+        return "model not found"
+    if status in (401, 403, 404):
+        return f"HTTP {status}"
+    return None
+
+
+def says_model_not_found(status: int, body: str) -> bool:
+    """Whether an error body says the model does not exist (OpenAI's ``model_not_found``
+    code, Anthropic's 404 ``model:``, vLLM's "The model ... does not exist")."""
+    if status not in (400, 404):
+        return False
+    try:
+        error = json.loads(body).get("error", {})
+    except (ValueError, AttributeError):
+        return False
+    if not isinstance(error, dict):
+        return False
+    message = str(error.get("message", "")).lower()
+    return (
+        error.get("code") == "model_not_found"
+        or (error.get("type") == "not_found_error" and message.startswith("model:"))
+        or ("model" in message and ("does not exist" in message or "not found" in message))
+    )
+
+
+def connection_failure(exc: aiohttp.ClientError) -> str | None:
+    """What a connection error says no retry can fix: refused, DNS, TLS; None when transient."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "DNS lookup failed"
+    if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        return "TLS failure"
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, ConnectionRefusedError):
+        return "connection refused"
+    return None
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -102,8 +149,12 @@ async def post_json(
     headers: dict[str, str] | None = None,
     timeout: float,
     secret: str | None = None,
+    on_reply: Callable[[Mapping[str, str]], None] | None = None,
 ) -> bytes:
     """POST ``body`` as JSON and return the 2xx reply's bytes; raise a ``ServingError`` otherwise.
+
+    ``on_reply`` sees the headers of every reply, errors included (the serving's limiter reads
+    the provider's stated rate limits from them).
 
     The body is encoded by orjson (several times faster than the standard library, which
     aiohttp's ``json=`` uses); ``session`` comes from ``open_session``, whose headers declare
@@ -113,7 +164,9 @@ async def post_json(
         payload = orjson.dumps(body)
     except TypeError as exc:
         raise ConfigError(f"request body for {url} is not JSON-serialisable: {exc}") from None
-    return await send(session, "POST", url, timeout=timeout, secret=secret, data=payload, headers=headers)
+    return await send(
+        session, "POST", url, timeout=timeout, secret=secret, on_reply=on_reply, data=payload, headers=headers
+    )
 
 
 async def send(
@@ -123,6 +176,7 @@ async def send(
     *,
     timeout: float,
     secret: str | None = None,
+    on_reply: Callable[[Mapping[str, str]], None] | None = None,
     **kwargs: Any,
 ) -> bytes:
     """One HTTP call, online or Batch API: the 2xx reply's bytes, or a ``ServingError``.
@@ -132,25 +186,33 @@ async def send(
     connection and a timeout become retryable ``ServingError`` values. Both timeout classes are
     caught: ``asyncio.TimeoutError`` is what aiohttp raises and, before Python 3.11, is not the
     builtin ``TimeoutError``. ``kwargs`` go to ``session.request`` (``data``, ``params``,
-    ``headers``); the key ``secret`` is redacted from every message.
+    ``headers``); the key ``secret`` is redacted from every message; ``on_reply`` sees the
+    headers of every reply, errors included.
     """
     try:
         async with session.request(method, url, **kwargs) as reply:
             data = await reply.read()
+            if on_reply is not None:
+                on_reply(reply.headers)
             if reply.status >= 400:
-                message = provider_error_message(data.decode(errors="replace"))
+                text = data.decode(errors="replace")
                 raise HTTPStatusError(
-                    redact(f"{method} {url} answered HTTP {reply.status}: {message}", secret),
+                    redact(
+                        f"{method} {url} answered HTTP {reply.status}: {provider_error_message(text)}", secret
+                    ),
                     status=reply.status,
                     retry_after=parse_retry_after(reply.headers),
                     provider_rpm=parse_provider_rpm(reply.headers) if reply.status == 429 else None,
+                    model_not_found=says_model_not_found(reply.status, text),
                 )
             return data
     except TimeoutError:
         raise ServingError(f"{method} {url} did not answer within {timeout}s", retryable=True) from None
     except aiohttp.ClientError as exc:
         raise ServingError(
-            redact(f"connection to {url} failed: {type(exc).__name__}: {exc}", secret), retryable=True
+            redact(f"connection to {url} failed: {type(exc).__name__}: {exc}", secret),
+            retryable=True,
+            systematic=connection_failure(exc),
         ) from None
 
 

@@ -9,12 +9,14 @@ in their own signature, so ``help()`` shows every option of the class a user bui
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
 from datamill.serving.base import LLMServingABC
 from datamill.serving.http import open_session, post_json, resolve_api_key
+from datamill.serving.limit_headers import parse_limit_headers
 from datamill.serving.retry import RetryPolicy
 
 
@@ -121,4 +123,10 @@ class HTTPLLMServing(LLMServingABC):
             headers={"X-Datamill-Request-Key": request_key},
             timeout=self.timeout,
             secret=self._key,
+            on_reply=self._observe_limits,
         )
+
+    def _observe_limits(self, headers: Mapping[str, str]) -> None:
+        limits = parse_limit_headers(headers)
+        if limits is not None:
+            self.limiter.observe(limits)

@@ -10,7 +10,9 @@ after a 429, RPM and TPM pacing).
 
 A failed attempt that may be retried does not hold its worker while it backs off: the job is
 put back on the queue when its delay has passed (a 429 at once, since the limiter pauses the
-whole serving). ``stop`` ends the lane: queued and backing-off requests fail as aborted,
+whole serving). A failure no row can fix (connection refused, 404, a refused key: see
+``datamill.serving.breaker``) stops the lane at once: every queued and backing-off request
+fails with one ``ServingStoppedError`` that says what to check. ``stop`` ends the lane: queued and backing-off requests fail as aborted,
 attempts already on the wire may finish (the provider answers and bills them anyway).
 """
 
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from datamill.errors import DatamillError, ServingError
 from datamill.serving.base import LLMServingABC
+from datamill.serving.breaker import CircuitBreaker, stop_error
 from datamill.serving.types import GenericRequest, GenericResponse
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ class SendLane:
         self.on_response = on_response
         self.on_failed = on_failed
         self.fatal: BaseException | None = None
+        self.breaker = CircuitBreaker()
         self._jobs: deque[SendJob] = deque()
         self._idle: deque[asyncio.Future[None]] = deque()
         self._workers: set[asyncio.Task[None]] = set()
@@ -151,6 +155,7 @@ class SendLane:
             raise
         else:
             limiter.record_success(job.estimate, response.prompt_tokens + response.completion_tokens)
+            self.breaker.record_success()
             self.on_response(job, response)
             return
         finally:
@@ -169,8 +174,12 @@ class SendLane:
         policy = self.serving.retry
         stats = self.stats
         elapsed = time.monotonic() - job.started
-        if getattr(error, "fatal", False) and self.fatal is None:
-            self.fatal = error
+        if self.fatal is not None:
+            self._fail(job, self.fatal)
+            return
+        if self.breaker.record_failure(error) or getattr(error, "fatal", False):
+            self._fail(job, self._trip(error))
+            return
         if error.status == 429:
             job.rate_limited += 1
             stats.rate_limited += 1
@@ -197,6 +206,18 @@ class SendLane:
         delay = policy.delay(job.attempts, getattr(error, "retry_after", None))
         log.debug("retrying %s in %.2fs after: %s", job.request.key[:12], delay, error)
         self._backing_off[job] = asyncio.get_running_loop().call_later(delay, self._back_off_ended, job)
+
+    def _trip(self, error: ServingError) -> ServingError:
+        """Stop the serving on ``error``: fail every queued and backing-off request with one
+        message; workers send nothing more (``_attempt`` checks ``fatal``)."""
+        fatal = self.fatal = stop_error(self.serving, error, self.breaker.failures)
+        for job, handle in list(self._backing_off.items()):
+            handle.cancel()
+            self._fail(job, fatal)
+        self._backing_off.clear()
+        while self._jobs:
+            self._fail(self._jobs.popleft(), fatal)
+        return fatal
 
     def _back_off_ended(self, job: SendJob) -> None:
         if self._backing_off.pop(job, None) is not None and not self._stopping:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlparse
 
 import aiohttp
 import orjson
 
-from datamill.errors import InvalidResponseError
+from datamill.errors import ConfigError, InvalidResponseError
 from datamill.serving.http import salt_seed
 from datamill.serving.http_serving import HTTPLLMServing
 from datamill.serving.offline.provider import (
@@ -48,10 +49,21 @@ def auth_headers(key: str | None) -> dict[str, str]:
 
 
 def chat_completions_url(api_url: str) -> str:
-    """Accept a full ``.../chat/completions`` URL or an API base such as ``.../v1``."""
+    """Accept a full ``.../chat/completions`` URL or an API base such as ``.../v1``.
+
+    A URL that names some other endpoint (``.../chat/completion``, ``.../completions``,
+    ``.../chat``) is refused rather than extended into a path the user never wrote.
+    """
     url = api_url.rstrip("/")
     if url.endswith("/chat/completions"):
         return url
+    last = urlparse(url).path.rsplit("/", 1)[-1].lower()
+    if last.startswith(("chat", "completion", "response", "embedding", "message")):
+        raise ConfigError(
+            f"api_url {api_url!r} names an endpoint other than chat completions: pass the full "
+            "endpoint (e.g. https://api.openai.com/v1/chat/completions) or the API base (e.g. "
+            "https://api.openai.com/v1)"
+        )
     return url + "/chat/completions"
 
 

@@ -3,17 +3,22 @@
 One ``ServingLimiter`` belongs to one serving, so every operator that uses the serving shares
 its limits. A request passes two gates before it is sent:
 
-1. **Concurrency** — an adaptive limit between 1 and ``max_workers``: halved on a 429 (at most
-   once per ``cut_interval`` seconds, so one storm is one cut) and grown back slowly, by
-   ``1 / limit`` per success (about one slot per round of successful requests).
+1. **Concurrency** — an adaptive limit between 1 and ``max_workers``. While the serving's rate
+   limit is unknown (no ``rpm``/``tpm`` given, no limit stated by the provider yet) it opens at
+   ``SLOW_START`` and grows by one per success (doubling every round, as TCP's slow start),
+   so a first burst never exceeds a few requests. It is halved on a 429 (at most once per
+   ``cut_interval`` seconds, so one storm is one cut) and grown back slowly, by ``1 / limit``
+   per success (about one slot per round of successful requests).
 2. **Pacing** — token buckets for RPM and TPM, refilled continuously with a burst of one
    second's worth. Requests go through the pacing gate one at a time, in arrival order, so a
    serving emits requests evenly instead of in bursts. A 429 pauses the whole gate until its
    ``Retry-After`` has passed: every request of the serving waits, not only the refused one.
 
-When the serving has no ``rpm`` and a 429 carries the provider's limit
-(``x-ratelimit-limit-requests``), that limit is adopted. TPM is charged with an estimate before
-the call and corrected with the reply's ``usage`` after it.
+The limits a provider states in the headers of every reply (``x-ratelimit-*``,
+``anthropic-ratelimit-*``: ``datamill.serving.limit_headers``) are adopted by ``observe``: the
+pacing follows the stated RPM/TPM (a lower stated limit wins over ``rpm``/``tpm``), starting
+from what the reply says remains, and slow start ends. TPM is charged with an
+estimate before the call and corrected with the reply's ``usage`` after it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+
+from datamill.serving.limit_headers import ProviderLimits
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,10 @@ class TokenBucket:
             self.updated = now
 
 
+#: Concurrency a serving opens with while its rate limit is unknown.
+SLOW_START = 4
+
+
 def per_second_bucket(per_minute: float, now: float) -> TokenBucket:
     """A bucket for a per-minute limit, with a burst of one second's worth."""
     rate = per_minute / 60.0
@@ -72,7 +83,8 @@ class ServingLimiter:
     """Concurrency, RPM and TPM limits of one serving, plus its reaction to 429s.
 
     Created per run inside the run's event loop (asyncio primitives belong to one loop);
-    ``acquire`` before each attempt, ``release`` after it.
+    ``acquire`` before each attempt, ``release`` after it. ``slow_start=False`` opens at
+    ``max_workers`` even while the limit is unknown.
     """
 
     def __init__(
@@ -82,6 +94,7 @@ class ServingLimiter:
         rpm: float | None = None,
         tpm: float | None = None,
         cut_interval: float = 1.0,
+        slow_start: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_workers = max(1, int(max_workers))
@@ -91,7 +104,8 @@ class ServingLimiter:
         self.tpm = tpm
         self.requests = per_second_bucket(rpm, now) if rpm else None
         self.tokens = per_second_bucket(tpm, now) if tpm else None
-        self.limit = float(self.max_workers)
+        self.slow_start = slow_start and rpm is None and tpm is None and self.max_workers > SLOW_START
+        self.limit = float(SLOW_START if self.slow_start else self.max_workers)
         self.in_use = 0
         self.paused_until = 0.0
         self.cut_interval = cut_interval
@@ -133,9 +147,11 @@ class ServingLimiter:
         self._wake()
 
     def record_success(self, estimated_tokens: int = 0, actual_tokens: int = 0) -> None:
-        """Grow the concurrency limit a little and correct the TPM charge from ``usage``."""
+        """Grow the concurrency limit (by one in slow start, else a little) and correct the TPM
+        charge from ``usage``."""
         if self.limit < self.max_workers:
-            self.limit = min(float(self.max_workers), self.limit + 1.0 / self.limit)
+            step = 1.0 if self.slow_start else 1.0 / self.limit
+            self.limit = min(float(self.max_workers), self.limit + step)
             self._wake()
         if self.tokens is not None and actual_tokens:
             self.tokens.adjust(actual_tokens - estimated_tokens)
@@ -143,6 +159,7 @@ class ServingLimiter:
     def record_rate_limited(self, retry_after: float | None, provider_rpm: float | None = None) -> None:
         """A 429: pause the whole serving for ``retry_after`` and cut the concurrency limit."""
         self.rate_limited += 1
+        self.slow_start = False
         now = self.clock()
         pause = retry_after if retry_after is not None and retry_after > 0 else 1.0
         self.paused_until = max(self.paused_until, now + pause)
@@ -154,6 +171,25 @@ class ServingLimiter:
         if now - self._last_cut >= self.cut_interval:
             self._last_cut = now
             self.limit = max(1.0, self.limit / 2.0)
+
+    def observe(self, limits: ProviderLimits) -> None:
+        """Adopt the limits a reply's headers state (see the module docstring)."""
+        now = self.clock()
+        requests, tokens = limits.requests, limits.tokens
+        if requests is not None and (self.rpm is None or requests.limit < self.rpm):
+            log.info("provider states a limit of %d requests per minute; pacing to it", requests.limit)
+            self.rpm = requests.limit
+            self.requests = per_second_bucket(requests.limit, now)
+            if requests.remaining is not None:
+                self.requests.level = min(self.requests.capacity, requests.remaining)
+        if tokens is not None and (self.tpm is None or tokens.limit < self.tpm):
+            log.info("provider states a limit of %d tokens per minute; pacing to it", tokens.limit)
+            self.tpm = tokens.limit
+            self.tokens = per_second_bucket(tokens.limit, now)
+        if self.slow_start and (self.requests is not None or self.tokens is not None):
+            self.slow_start = False
+            self.limit = float(self.max_workers)
+            self._wake()
 
     async def _pass_gate(self, estimated_tokens: int) -> None:
         async with self._gate:

@@ -8,10 +8,27 @@ paid twice for the same call.
 
 from __future__ import annotations
 
-from datamill.simulator.app import create_app
-from datamill.simulator.config import SimulatorConfig
-from datamill.simulator.replies import request_hash
-from datamill.simulator.server import SimulatorHandle, run_simulator, run_simulator_process
+from typing import TYPE_CHECKING
+
+from datamill._lazy import lazy_exports
+
+#: Resolved on first access, so reading the knobs (``datamill simulate --help``) loads no aiohttp.
+_EXPORTS = {
+    "SimulatorConfig": "datamill.simulator.config",
+    "SimulatorHandle": "datamill.simulator.server",
+    "create_app": "datamill.simulator.app",
+    "request_hash": "datamill.simulator.replies",
+    "run_simulator": "datamill.simulator.server",
+    "run_simulator_process": "datamill.simulator.server",
+}
+
+__getattr__ = lazy_exports(globals(), _EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datamill.simulator.app import create_app
+    from datamill.simulator.config import SimulatorConfig
+    from datamill.simulator.replies import request_hash
+    from datamill.simulator.server import SimulatorHandle, run_simulator, run_simulator_process
 
 __all__ = [
     "SimulatorConfig",

@@ -64,6 +64,7 @@ class SimulatorConfig:
     max_upload_bytes: int = _knob(512 * MiB, "largest file POST /v1/files accepts")
     embedding_dim: int = _knob(16, "length of embedding vectors unless 'dimensions' is asked")
     models: tuple[str, ...] = _knob(DEFAULT_MODELS, "model ids listed by GET /v1/models")
+    reject_unknown_models: bool = _knob(False, "answer HTTP 404 model_not_found to a model not in models")
 
     def __post_init__(self) -> None:
         for name in (
@@ -128,7 +129,7 @@ def knob_types() -> dict[str, Any]:
 
 
 def knob_base_type(name: str) -> tuple[type, bool]:
-    """The knob's scalar type (``int``, ``float``, ``str`` or ``tuple``) and whether None is allowed."""
+    """The knob's scalar type (``bool``, ``int``, ``float``, ``str`` or ``tuple``) and whether None is allowed."""
     hint = knob_types()[name]
     args = typing.get_args(hint)
     optional = type(None) in args
@@ -157,6 +158,12 @@ def coerce_knob(name: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{name} must be a list of strings")
         return tuple(value)
+    if base is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be true or false, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"{name} must be a {base.__name__}, got {value!r}")
     if base is str:

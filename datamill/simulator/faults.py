@@ -44,6 +44,12 @@ class RateLimiter:
             return 0.0
         return (1.0 - self.tokens) / self.rate
 
+    def remaining(self) -> tuple[int, float]:
+        """Whole requests left now, and seconds until the bucket is full again."""
+        now = self.clock()
+        tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        return int(tokens), (self.capacity - tokens) / self.rate
+
 
 def make_rate_limiter(config: SimulatorConfig) -> RateLimiter | None:
     """The limiter ``config`` asks for, or None when ``rpm_limit`` is unset."""

@@ -6,7 +6,7 @@ and the knobs are shared here so they cannot drift apart. The order matters:
 
 1. a wrong API key answers 401;
 2. a call past the rate limit answers 429 before its body is even read (cheap to refuse);
-3. an unparseable body answers 400;
+3. an unparseable body answers 400; an unknown model 404 (with ``reject_unknown_models``);
 4. the answer is computed, the latency slept, then one random draw picks drop, 500, malformed
    or the real 200.
 """
@@ -83,6 +83,14 @@ async def _serve_model_call(request: web.Request, wire: Wire, answer: Answerer) 
     except ValueError:
         accounting.bad_requests += 1
         return wire.bad_request("The request body is not valid JSON.")
+    if (
+        config.reject_unknown_models
+        and isinstance(body, dict)
+        and isinstance(body.get("model"), str)
+        and body["model"] not in config.models
+    ):
+        accounting.bad_requests += 1
+        return wire.model_not_found(body["model"])
     try:
         result = answer(body, state)
     except InvalidRequest as exc:
@@ -101,7 +109,7 @@ async def _serve_model_call(request: web.Request, wire: Wire, answer: Answerer) 
             result.prompt_tokens,
             result.completion_tokens,
         )
-        return json_response(result.body)
+        return json_response(result.body, headers=_limit_headers(state, wire))
     if outcome == DROP:
         accounting.dropped += 1
         return drop_connection(request)
@@ -110,6 +118,15 @@ async def _serve_model_call(request: web.Request, wire: Wire, answer: Answerer) 
         return wire.server_error()
     accounting.malformed += 1
     return wire.malformed(rng, str(result.body.get("id", "sim")))
+
+
+def _limit_headers(state: SimulatorState, wire: Wire) -> dict[str, str] | None:
+    """The rate-limit headers of a reply, as providers send them on every answer."""
+    limiter = state.limiter
+    if limiter is None or state.config.rpm_limit is None:
+        return None
+    remaining, reset = limiter.remaining()
+    return wire.rate_limit_headers(state.config.rpm_limit, remaining, reset)
 
 
 def drop_connection(request: web.Request) -> web.Response:

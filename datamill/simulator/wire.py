@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -87,10 +89,20 @@ class OpenAIWire:
         )
         response = self.error(429, message, "requests", "rate_limit_exceeded")
         response.headers.update(retry_after_headers(wait_seconds))
-        response.headers["x-ratelimit-limit-requests"] = str(rpm)
-        response.headers["x-ratelimit-remaining-requests"] = "0"
-        response.headers["x-ratelimit-reset-requests"] = f"{wait_seconds:.3f}s"
+        response.headers.update(self.rate_limit_headers(rpm, 0, wait_seconds))
         return response
+
+    def model_not_found(self, model: str) -> web.Response:
+        message = f"The model `{model}` does not exist or you do not have access to it."
+        return self.error(404, message, "invalid_request_error", "model_not_found")
+
+    def rate_limit_headers(self, limit: int, remaining: int, reset_seconds: float) -> dict[str, str]:
+        """The ``x-ratelimit-*-requests`` headers OpenAI sends on every reply."""
+        return {
+            "x-ratelimit-limit-requests": str(limit),
+            "x-ratelimit-remaining-requests": str(remaining),
+            "x-ratelimit-reset-requests": f"{reset_seconds:.3f}s",
+        }
 
     def server_error(self) -> web.Response:
         return self.error(
@@ -142,7 +154,20 @@ class AnthropicWire:
     def rate_limited(self, wait_seconds: float, rpm: int) -> web.Response:
         response = self.error(429, f"Number of requests has exceeded your per-minute rate limit ({rpm}).")
         response.headers.update(retry_after_headers(wait_seconds))
+        response.headers.update(self.rate_limit_headers(rpm, 0, wait_seconds))
         return response
+
+    def model_not_found(self, model: str) -> web.Response:
+        return self.error(404, f"model: {model}")
+
+    def rate_limit_headers(self, limit: int, remaining: int, reset_seconds: float) -> dict[str, str]:
+        """The ``anthropic-ratelimit-requests-*`` headers Anthropic sends on every reply."""
+        reset = datetime.fromtimestamp(time.time() + reset_seconds, tz=UTC)
+        return {
+            "anthropic-ratelimit-requests-limit": str(limit),
+            "anthropic-ratelimit-requests-remaining": str(remaining),
+            "anthropic-ratelimit-requests-reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
 
     def server_error(self) -> web.Response:
         return self.error(500, "Internal server error")

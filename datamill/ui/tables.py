@@ -6,42 +6,62 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from datamill.pipeline.summary import RunSummary
+from datamill.pipeline.summary import RunSummary, describe_status
 from datamill.ui.progress import format_cost
 
+#: Below this console width the summary leaves out model, cached, retries and tokens.
+WIDE_COLUMNS = 120
 
-def summary_table(summary: RunSummary) -> Table:
-    """The final summary of a run: one line per step."""
-    title = f"run {summary.status} in {summary.seconds:.1f}s"
+
+def summary_table(summary: RunSummary, width: int = WIDE_COLUMNS) -> Table:
+    """The final summary of a run: one line per step, legible down to 80 columns; drop
+    reasons and the output file in its caption."""
+    title = f"run {describe_status(summary.status)} in {summary.seconds:.1f}s"
     if summary.already_complete:
         title += " (already complete: nothing was sent)"
-    table = Table(title=title, title_justify="left")
-    table.add_column("step")
-    table.add_column("model")
-    for name in ("in", "out", "failed", "dropped", "sent", "cached", "retries", "tokens", "cost", "rows/s"):
-        table.add_column(name, justify="right")
+    wide = width >= WIDE_COLUMNS
+    table = Table(title=title, title_justify="left", box=None if not wide else box.HEAVY_HEAD)
+    table.add_column("step", overflow="ellipsis", no_wrap=True, max_width=24)
+    if wide:
+        table.add_column("model", overflow="ellipsis", no_wrap=True)
+    names = ("in", "out", "failed", "dropped", "sent", "cached", "retries", "tokens", "cost", "rows/s")
+    shown = names if wide else ("in", "out", "failed", "dropped", "sent", "cost", "rows/s")
+    for name in shown:
+        table.add_column(name, justify="right", no_wrap=True)
     for step in summary.steps:
-        table.add_row(
-            f"{step.index} {step.name}",
-            step.model or "-",
-            str(step.rows_in),
-            str(step.rows_out),
-            f"[red]{step.rows_failed}[/red]" if step.rows_failed else "0",
-            str(step.rows_dropped),
-            str(step.requests_sent),
-            str(step.cache_hits),
-            str(step.retries),
-            f"{step.prompt_tokens + step.completion_tokens:,}",
-            format_cost(step.cost_usd),
-            f"{step.rows_per_second:.1f}",
-        )
+        cells = {
+            "in": f"{step.rows_in:,}",
+            "out": f"{step.rows_out:,}",
+            "failed": f"[red]{step.rows_failed:,}[/red]" if step.rows_failed else "0",
+            "dropped": f"{step.rows_dropped:,}",
+            "sent": f"{step.requests_sent:,}",
+            "cached": f"{step.cache_hits:,}",
+            "retries": f"{step.retries:,}",
+            "tokens": f"{step.prompt_tokens + step.completion_tokens:,}",
+            "cost": format_cost(step.cost_usd),
+            "rows/s": f"{step.rows_per_second:.1f}",
+        }
+        model = [step.model or "-"] if wide else []
+        table.add_row(f"{step.index} {step.name}", *model, *(cells[name] for name in shown))
+    caption = [
+        f"step {s.index} dropped {format_drops(s.drop_reasons)}" for s in summary.steps if s.drop_reasons
+    ]
     if summary.output_path:
-        table.caption = f"output: {summary.output_path}"
+        caption.append(f"output: {summary.output_path}")
+    if caption:
+        table.caption = "\n".join(caption)
         table.caption_justify = "left"
     return table
+
+
+def format_drops(reasons: dict[str, int]) -> str:
+    """``12 rows: too short 10, duplicate 2``."""
+    parts = ", ".join(f"{reason} {count:,}" for reason, count in sorted(reasons.items(), key=lambda i: -i[1]))
+    return f"{sum(reasons.values()):,} rows: {parts}"
 
 
 JOB_COLUMNS = (
@@ -72,7 +92,10 @@ def records_table(records: Iterable[dict[str, Any]], title: str | None = None) -
     columns = list(dict.fromkeys(key for record in records for key in record))
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(str(column), overflow="fold")
+        if column in ("job", "job_id"):  # an id is copied whole: never broken across lines
+            table.add_column(str(column), no_wrap=True)
+        else:
+            table.add_column(str(column), overflow="fold")
     for record in records:
         table.add_row(*(Text(format_cell(record.get(column))) for column in columns))
     return table

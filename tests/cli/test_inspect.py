@@ -31,7 +31,7 @@ def test_status_shows_each_step_with_rows_tokens_and_cost(finished: Project) -> 
     assert "tr_step2.jsonl" in result.stdout
 
     data = json.loads(finished.datamill("status", "cache", "--json").stdout)
-    assert [step["state"] for step in data["steps"]] == ["done", "done"]
+    assert [step["state"] for step in data["steps"]] == ["complete", "complete"]
     assert all(step["rows_done"] == step["rows_total"] == ROWS for step in data["steps"])
     assert all(step["prompt_tokens"] > 0 for step in data["steps"])
     assert data["run"]["status"] == "complete"

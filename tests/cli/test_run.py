@@ -110,7 +110,7 @@ def test_failed_rows_exit_1_with_the_summary_and_the_first_errors(
     assert result.returncode == 1
     assert f"{ROWS} row(s) failed" in result.stderr
     assert "HTTP 500" in result.stderr
-    assert "run failed_rows" in result.stdout  # the summary table is still printed
+    assert "run finished with failed rows" in result.stdout  # the summary table is still printed
     assert "Traceback" not in result.stderr
 
 
@@ -185,7 +185,7 @@ def test_quiet_prints_nothing_on_success_but_still_logs_to_the_file(project: Pro
 def test_the_run_is_logged_to_a_file_in_the_cache_directory(project: Project) -> None:
     assert project.datamill("run", "pipeline.py", DATAMILL_PROGRESS_INTERVAL="0").returncode == 0
     log = (project.cache / "tr.log").read_text(encoding="utf-8")
-    assert "step 0 (PromptedGenerator): starting at row 0 of 60" in log
+    assert "step 0 (PromptedGenerator): starting, 60 rows" in log
     assert "rows/s, ETA" in log
     assert "step 1 (PromptedGenerator): done" in log
     assert "run complete" in log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,28 @@ def test_compile_fails_on_a_missing_input_file_naming_it(simulator, tmp_path: Pa
         p.compile()
     with pytest.raises(InputFileError, match=str(missing)):
         p.forward(batch_size=4)
+
+
+def test_an_empty_input_or_columnless_first_rows_warn_that_keys_were_not_checked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datamill import APILLMServing_request, BatchedFileStorage, BatchedPipelineABC, PromptedGenerator
+
+    class Misspelt(BatchedPipelineABC):
+        def __init__(self, source: Path) -> None:
+            super().__init__()
+            self.storage = BatchedFileStorage(str(source), cache_path=str(tmp_path / "cache"))
+            self.gen = PromptedGenerator(APILLMServing_request("http://127.0.0.1:9/v1"))
+
+        def forward(self) -> None:
+            self.gen.run(self.storage.step(), input_key="qestion", output_key="answer")
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    columnless = tmp_path / "columnless.jsonl"
+    columnless.write_text("{}\n{}\n")
+    for source, what in ((empty, "is empty"), (columnless, "has no columns in its first 2 row(s)")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="datamill"):
+            Misspelt(source).compile()
+        assert f"{source} {what}: compile() did not check the input keys" in caplog.text

@@ -147,3 +147,30 @@ def test_knobs_change_at_run_time_and_bad_knobs_are_refused(simulator: Simulator
         simulator.configure(failure_rate=1.5)
     assert http.post("/_sim/config", {"latency_mean": "slow"}).status == 400
     assert simulator.config()["failure_rate"] == 0.0
+
+
+def test_an_rpm_limit_is_advertised_in_the_headers_of_every_reply(make_simulator) -> None:
+    sim = make_simulator(rpm_limit=600, rpm_burst=10)
+    client = Http(sim.base_url)
+    first = client.post("/v1/chat/completions", chat_body("a"))
+    second = client.post("/v1/chat/completions", chat_body("b"))
+    assert first.status == second.status == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "600"
+    assert int(second.headers["x-ratelimit-remaining-requests"]) < int(
+        first.headers["x-ratelimit-remaining-requests"]
+    )
+    assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    claude = client.post(
+        "/v1/messages",
+        {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert claude.status == 200 and claude.headers["anthropic-ratelimit-requests-limit"] == "600"
+    assert claude.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
+
+
+def test_reject_unknown_models_answers_404_model_not_found(make_simulator) -> None:
+    sim = make_simulator(reject_unknown_models=True)
+    client = Http(sim.base_url)
+    reply = client.post("/v1/chat/completions", {**chat_body("a"), "model": "gpt-nope"})
+    assert reply.status == 404 and reply.json()["error"]["code"] == "model_not_found"
+    assert client.post("/v1/chat/completions", chat_body("a")).status == 200

@@ -46,7 +46,7 @@ import orjson
 from datamill.core import faults
 from datamill.core.ledger import Ledger
 from datamill.core.spend import PaidResponse
-from datamill.errors import ConfigError, OfflineBatchGenerationNotFinished
+from datamill.errors import ConfigError, OfflineBatchGenerationNotFinished, advice
 from datamill.serving.offline.provider import BatchProvider, BatchProviderError, JobInfo, LineResult
 from datamill.serving.offline.store import LIVE_STATES, ChunkRecord, OfflineStore
 from datamill.serving.types import GenericRequest, GenericResponse
@@ -472,8 +472,7 @@ class _OfflineRun:
             f"{self.label}: {len(jobs)} offline batch job(s) not finished ({how}; {done}/{total} requests "
             "done). Everything committed so far is kept and every job id is recorded: rerun the same "
             "command to poll the jobs and collect their results (no request is submitted twice), pass "
-            "offline_batch_generation_block_until_done=SECONDS to the serving to wait for them, or "
-            "list them with `datamill jobs CACHE_DIR`."
+            f"{advice('block_until_done')} to wait for them, or list them with `datamill jobs CACHE_DIR`."
         )
         error = OfflineBatchGenerationNotFinished(message, jobs=jobs)
         error.step = self.step  # type: ignore[attr-defined]

@@ -152,11 +152,12 @@ function renderSteps({ status, details }) {
   const extra = extraSpendKeys(status.steps);
   const head = el("tr", {}, [...STEP_COLUMNS, ...extra.map((k) => k.replace(/_/g, " "))].map((c) => el("th", {}, c)));
   const running = status.run && status.run.status === "running";
-  const current = running ? status.steps.find((s) => s.state !== "done") : null;
+  const finished = (state) => state === "complete" || state === "failed rows";
+  const current = running ? status.steps.find((s) => !finished(s.state)) : null;
   const body = status.steps.map((s) => {
     const d = details[s.index] || {};
     const state = s === current ? "running" : s.state;
-    const fraction = s.rows_total ? Math.min(1, s.rows_done / s.rows_total) : s.state === "done" ? 1 : 0;
+    const fraction = s.rows_total ? Math.min(1, s.rows_done / s.rows_total) : finished(s.state) ? 1 : 0;
     const eta = state === "running" && s.rows_total !== null && s.rows_per_second > 0 ? (s.rows_total - s.rows_done) / s.rows_per_second : null;
     const num = (field, value, text, bad = false) => el("td", { class: "num" + (bad ? " bad" : ""), dataField: field, dataValue: value ?? "" }, text);
     return el("tr", { dataStep: s.index },
@@ -167,7 +168,7 @@ function renderSteps({ status, details }) {
         el("span", { dataField: "rows_total", dataValue: s.rows_total ?? "" }, integer(s.rows_total))),
       num("rows_out", s.rows_out, integer(s.rows_out)),
       num("rows_per_second", s.rows_per_second, s.rows_per_second === null ? "–" : s.rows_per_second.toFixed(1)),
-      num("eta", eta, state === "done" ? "done" : duration(eta)),
+      num("eta", eta, finished(state) ? "done" : duration(eta)),
       num("rows_failed", s.rows_failed, integer(s.rows_failed), s.rows_failed > 0),
       num("rows_dropped", s.rows_dropped, integer(s.rows_dropped)),
       num("tokens", s.prompt_tokens + s.completion_tokens, integer(s.prompt_tokens + s.completion_tokens)),

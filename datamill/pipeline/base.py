@@ -25,6 +25,7 @@ from datamill.core.state import StateDB
 from datamill.errors import BudgetExceededError, ConfigError, RowsFailedError
 from datamill.pipeline.budget import Budget, check_budget_config
 from datamill.pipeline.estimate import PipelineEstimate, estimate_plan
+from datamill.pipeline.executors import Executor, resolve_executor
 from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, validate_keys
 from datamill.pipeline.progress import LoggingProgress, ProgressSink
 from datamill.pipeline.reconcile import reconcile
@@ -47,10 +48,14 @@ class BatchedPipelineABC:
       ``max_cost_usd`` — the most the pipeline's cache may record as spent (all runs together);
       when reached, the run commits its batches in flight and raises ``BudgetExceededError``.
       None (the default) means no budget. ``forward(max_cost_usd=...)`` overrides it.
+      ``executor`` — where local steps' batches are computed: None or ``"in-process"`` (the
+      default), ``"ray"``, or an executor such as ``RayExecutor(address="auto")``
+      (``datamill.pipeline.executors``; docs/scale-out.md). ``forward(executor=...)`` overrides it.
     """
 
     allowed_failure_fraction: float = 0.0
     max_cost_usd: float | None = None
+    executor: Executor | str | None = None
     # Defaults on the class too, so a subclass whose __init__ skips super().__init__() works.
     _plan: list[StepPlan] | None = None
     _storage: BatchedFileStorage | None = None
@@ -103,6 +108,7 @@ class BatchedPipelineABC:
         *,
         progress: ProgressSink | None = None,
         max_cost_usd: float | None = None,
+        executor: Executor | str | None = None,
     ) -> RunSummary:
         """Run every step over the whole dataset, one committed batch at a time.
 
@@ -111,7 +117,8 @@ class BatchedPipelineABC:
         reused); ``resume_step=k`` reruns from operator k (0-based), keeping earlier steps.
         Returns the run summary; raises ``RowsFailedError`` at the end if more rows failed
         than ``allowed_failure_fraction`` allows, and ``BudgetExceededError`` (carrying the
-        summary) when ``max_cost_usd`` is reached.
+        summary) when ``max_cost_usd`` is reached. ``executor`` says where local steps'
+        batches are computed (see the class docstring); it never changes what is written.
         """
         if resume_step is not None and resume_from_last:
             raise ConfigError("pass either resume_from_last=True or resume_step=k, not both")
@@ -128,6 +135,7 @@ class BatchedPipelineABC:
             resume_step=resume_step,
             progress=progress if progress is not None else LoggingProgress(),
             max_cost_usd=max_cost_usd if max_cost_usd is not None else self.max_cost_usd,
+            executor=resolve_executor(executor if executor is not None else self.executor),
         )
         self.last_summary = summary
         self._raise_if_too_many_failures(summary)
@@ -205,6 +213,7 @@ def _run(
     resume_step: int | None,
     progress: ProgressSink,
     max_cost_usd: float | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
     storage.cache_path.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -238,6 +247,7 @@ def _run(
                     batch_size=batch_size,
                     progress=progress,
                     budget=make_budget(max_cost_usd, plan, state),
+                    executor=executor,
                 )
                 _run_coroutine(runner.run)
             for step in plan:

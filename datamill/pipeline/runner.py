@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from datamill.core.request_cache import RequestCache
@@ -24,6 +25,7 @@ from datamill.errors import ConfigError
 from datamill.operators.base import Dropped, Failed, LLMOperator, MissingInputError, Outcome
 from datamill.pipeline.budget import Budget
 from datamill.pipeline.committer import GroupCommitter, PendingBatch
+from datamill.pipeline.executors import BatchInput, Executor, InProcessExecutor
 from datamill.pipeline.llm_batch import LLMBatchResult, compute_llm_batch
 from datamill.pipeline.plan import StepPlan
 from datamill.pipeline.progress import ProgressSink
@@ -62,6 +64,13 @@ def read_batches(rows: Iterator[tuple[Row, int]], batch_size: int) -> Iterator[t
         yield batch, position
 
 
+def number_batches(batches: Iterator[tuple[list[Row], int]], first_row: int) -> Iterator[BatchInput]:
+    """``read_batches``' batches with the index of each one's first row in the step input."""
+    for rows, end_position in batches:
+        yield BatchInput(rows, first_row, end_position)
+        first_row += len(rows)
+
+
 def split_outcomes(
     outcomes: list[Outcome], first_row: int, label: str
 ) -> tuple[list[Row], list[tuple[int, str]], dict[str, int]]:
@@ -98,6 +107,7 @@ class PipelineRunner:
         batch_size: int,
         progress: ProgressSink | None,
         budget: Budget | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.plan = plan
         self.state = state
@@ -112,11 +122,14 @@ class PipelineRunner:
         # file's fsync. The two writers share one lock (``StateDB.write_lock``).
         self.commit_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-commit")
         self.dispatcher = RequestDispatcher(cache)
+        # Computes local steps' batches (and may host local models); only this process commits.
+        self.executor = executor if executor is not None else InProcessExecutor()
 
     async def run(self) -> None:
         servings = self._servings()
         self.cache.load_key_filter()
         try:
+            await self.executor.start(servings)
             for serving in servings:
                 await serving.start()
             for step in self.plan:
@@ -129,8 +142,11 @@ class PipelineRunner:
                 await self.dispatcher.close()
             finally:
                 self.commit_writer.shutdown(wait=True)
-                for serving in servings:
-                    await serving.close()
+                try:
+                    for serving in servings:
+                        await serving.close()
+                finally:
+                    await self.executor.close()
 
     def _servings(self) -> list[LLMServingABC]:
         found: dict[int, LLMServingABC] = {}
@@ -218,15 +234,16 @@ class PipelineRunner:
         row_index: int,
         committer: GroupCommitter,
     ) -> None:
-        op = step.operator
-        for batch, end_position in read_batches(rows, self.batch_size):
-            outcomes = op.process_rows(batch, row_index, step.call)
-            seq += 1
-            committer.submit(
-                self._pending(step, seq, batch, row_index, end_position, outcomes, None), len(batch)
-            )
-            row_index += len(batch)
-            await committer.wait_backlog(self.batch_size * 4)
+        batches = number_batches(read_batches(rows, self.batch_size), row_index)
+        computed = self.executor.map_batches(step.operator, step.call, batches, label=step.label)
+        async with aclosing(computed):
+            async for batch, outcomes in computed:
+                seq += 1
+                pending = self._pending(
+                    step, seq, batch.rows, batch.first_row, batch.end_position, outcomes, None
+                )
+                committer.submit(pending, len(batch.rows))
+                await committer.wait_backlog(self.batch_size * 4)
 
     async def _run_llm_step(
         self,

@@ -1,0 +1,202 @@
+"""The Ray executor: the same rows as in-process, workers and drivers killed, local models as actors.
+
+One local Ray (2 CPUs) serves the whole module; it starts in a few seconds, so the tests are
+few. The driver-kill test runs the pipeline in subprocesses that join this Ray through
+``RAY_ADDRESS``, as a user's driver joins a cluster.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray_pipeline
+from engine_helpers import read_jsonl
+from helpers.stored_keys import stored_response_keys
+from helpers.subprocess_runs import run_pipeline_script
+from ray_pipeline import FourStepPipeline, digest, expected_ids, write_input
+
+from datamill import MapOperator
+from datamill.errors import ConfigError, ExecutorError
+
+ray = pytest.importorskip("ray", reason="needs ray: pip install 'datamill[ray]'")
+
+from datamill.pipeline.ray_executor import RayExecutor  # noqa: E402 - after the skip
+
+ROWS = 160
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Any:
+    # Test modules are not importable on Ray workers: send the helper's functions by value,
+    # as a user's __main__ script is sent.
+    ray.cloudpickle.register_pickle_by_value(ray_pipeline)
+    context = ray.init(num_cpus=2, include_dashboard=False, namespace="datamill-tests")
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
+
+
+def step_rows(pipeline: FourStepPipeline) -> list[list[dict[str, Any]]]:
+    return [read_jsonl(path) for path in pipeline.step_paths()]
+
+
+def test_ray_computes_the_same_rows_as_in_process_for_map_filter_dedup_and_llm_steps(
+    ray_address: str, simulator: Any, tmp_path: Path
+) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    url = simulator.openai_base + "/chat/completions"
+    local = FourStepPipeline(source, tmp_path / "local", url)
+    local_summary = local.forward(batch_size=7)
+    on_ray = FourStepPipeline(source, tmp_path / "ray", url)
+    ray_summary = on_ray.forward(batch_size=7, executor="ray")
+
+    assert step_rows(on_ray) == step_rows(local)
+    assert [[row["id"] for row in rows] for rows in step_rows(on_ray)] == expected_ids(ROWS)
+    assert step_rows(on_ray)[0][5]["digest"] == digest(step_rows(on_ray)[0][5]["text"])
+    for ours, theirs in zip(ray_summary.steps, local_summary.steps, strict=True):
+        assert (ours.rows_in, ours.rows_out, ours.rows_failed, ours.rows_dropped) == (
+            theirs.rows_in,
+            theirs.rows_out,
+            theirs.rows_failed,
+            theirs.rows_dropped,
+        )
+
+
+def _kill_once_at(marker: str, row_id: int) -> Any:
+    """A map function that SIGKILLs its own worker process the first time it meets ``row_id``."""
+
+    def count_words(row: dict[str, Any]) -> int:
+        if row["id"] == row_id:
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return len(row["text"].split())
+
+    return count_words
+
+
+def test_a_worker_killed_mid_batch_is_retried_and_every_row_commits_once(
+    ray_address: str, simulator: Any, tmp_path: Path
+) -> None:
+    source = write_input(tmp_path / "in.jsonl", 60)
+    url = simulator.openai_base + "/chat/completions"
+    marker = tmp_path / "killed"
+
+    # Without retries the step stops at the killed batch, with the batches before it committed.
+    pipeline = FourStepPipeline(source, tmp_path / "cache", url, digest_fn=_kill_once_at(str(marker), 37))
+    with pytest.raises(ExecutorError, match=r"input rows 35\.\.39 failed after 0 retries"):
+        pipeline.forward(batch_size=5, executor=RayExecutor(max_retries=0, max_in_flight=1))
+    assert int(marker.read_text()) != os.getpid()
+    assert [row["id"] for row in read_jsonl(pipeline.step_paths()[0])] == list(range(35))
+
+    # With retries Ray reruns the batch on a fresh worker; the resumed step commits it once.
+    marker.unlink()
+    pipeline = FourStepPipeline(source, tmp_path / "cache", url, digest_fn=_kill_once_at(str(marker), 37))
+    summary = pipeline.forward(batch_size=5, executor=RayExecutor(max_retries=2))
+    assert marker.exists() and summary.rows_failed == 0
+    first = read_jsonl(pipeline.step_paths()[0])
+    assert [row["id"] for row in first] == list(range(60))
+    assert all(row["digest"] == len(row["text"].split()) for row in first)
+    assert [[row["id"] for row in rows] for rows in step_rows(pipeline)] == expected_ids(60)
+
+
+def test_driver_killed_at_random_points_resumes_every_row_once_and_buys_no_answer_twice(
+    ray_address: str, make_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    sim = make_simulator(latency_mean=0.01, latency_jitter=0.01)
+    url = sim.openai_base + "/chat/completions"
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    cache = tmp_path / "cache"
+    script = Path(ray_pipeline.__file__)
+    rng = random.Random(17)
+    stored: set[str] = set()
+    runs = 0
+    for kill_after in [rng.uniform(2.0, 6.0) for _ in range(3)] + [None]:
+        before = sim.stats(detail=True)["answered_by_client_key"]
+        code = run_pipeline_script(
+            script, source, cache, url, rng.choice([3, 8, 16]), kill_after=kill_after, timeout=120
+        )
+        runs += 1
+        after = sim.stats(detail=True)["answered_by_client_key"]
+        answered = {key for key, n in after.items() if n > before.get(key, 0)}
+        assert not answered & stored, "a response stored before a kill was bought again"
+        stored = stored_response_keys(cache, "four")
+        if code == 0:
+            break
+    else:  # pragma: no cover - the last run has no kill
+        raise AssertionError("the pipeline never completed")
+    outputs = [read_jsonl(cache / f"four_step{index}.jsonl") for index in range(1, 5)]
+    assert [[row["id"] for row in rows] for rows in outputs] == expected_ids(ROWS)
+    assert all(row["digest"] == digest(row["text"]) for row in outputs[0])
+    assert all(row["answer"].endswith(row["text"]) for row in outputs[3])
+
+
+def test_an_operator_that_cannot_be_pickled_is_a_config_error_naming_the_step(
+    ray_address: str, tmp_path: Path
+) -> None:
+    import threading
+
+    lock = threading.Lock()
+    source = write_input(tmp_path / "in.jsonl", 4)
+    pipeline = FourStepPipeline(source, tmp_path / "cache", "http://127.0.0.1:9/v1")
+    pipeline.digest = MapOperator(lambda text: str(lock))
+    with pytest.raises(ConfigError, match=r"step 0 \(MapOperator\): the operator cannot be sent to Ray"):
+        pipeline.forward(batch_size=2, executor="ray")
+
+
+HAVE_LOCAL = all(importlib.util.find_spec(name) for name in ("torch", "transformers", "tokenizers"))
+
+
+@pytest.mark.skipif(not HAVE_LOCAL, reason="needs torch and transformers: pip install 'datamill[local]'")
+def test_a_local_model_runs_in_a_ray_actor_and_answers_as_in_process(ray_address: str, tmp_path: Path) -> None:
+    from tests.serving.serving_helpers import OneStepPipeline, write_rows
+    from tests.serving.test_local_models import tiny_model_and_tokenizer
+
+    from datamill.serving.local_transformers import LocalModelLLMServing_transformers
+
+    source = write_rows(tmp_path / "in.jsonl", 10)
+    outputs = []
+    for name, executor in (("local", None), ("ray", RayExecutor(model_replicas=1))):
+        model, tokenizer = tiny_model_and_tokenizer()
+        serving = LocalModelLLMServing_transformers("tiny", model=model, tokenizer=tokenizer, max_tokens=6)
+        pipeline = OneStepPipeline(source, tmp_path / name, serving)
+        summary = pipeline.forward(batch_size=4, executor=executor)
+        assert summary.steps[0].requests_sent == 10 and summary.rows_failed == 0
+        assert serving._model is model  # on Ray the driver's copy is never used, nor replaced
+        outputs.append(read_jsonl(pipeline.step_paths()[-1]))
+    assert outputs[1] == outputs[0]
+
+
+def _cuda_and_vllm() -> bool:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("vllm") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_and_vllm(), reason="needs vllm and a CUDA GPU (none here)")
+def test_vllm_runs_one_ray_actor_per_gpu(ray_address: str, tmp_path: Path) -> None:  # pragma: no cover
+    from tests.serving.serving_helpers import OneStepPipeline, write_rows
+
+    from datamill.serving.local_vllm import LocalModelLLMServing_vllm
+
+    model = os.environ.get("DATAMILL_VLLM_TEST_MODEL")
+    if not model:
+        pytest.skip("set DATAMILL_VLLM_TEST_MODEL to a local model directory to run the vLLM test")
+    serving = LocalModelLLMServing_vllm(model, max_tokens=8, engine_args={"gpu_memory_utilization": 0.3})
+    pipeline = OneStepPipeline(write_rows(tmp_path / "in.jsonl", 16), tmp_path / "cache", serving)
+    summary = pipeline.forward(batch_size=8, executor="ray")
+    assert summary.rows_failed == 0 and len(read_jsonl(pipeline.step_paths()[-1])) == 16

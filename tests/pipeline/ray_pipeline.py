@@ -38,7 +38,9 @@ def keep_row(row_id: int) -> bool:
 
 
 class FourStepPipeline(BatchedPipelineABC):
-    def __init__(self, input_path: Path | str, cache_path: Path | str, api_url: str, *, digest_fn: Any = digest):
+    def __init__(
+        self, input_path: Path | str, cache_path: Path | str, api_url: str, *, digest_fn: Any = digest
+    ):
         super().__init__()
         self.storage = BatchedFileStorage(
             str(input_path), cache_path=str(cache_path), file_name_prefix="four", cache_type="jsonl"
@@ -62,7 +64,9 @@ def write_input(path: Path, rows: int) -> Path:
     """``rows`` rows whose texts repeat every 40 rows, so the dedup step drops some."""
     with path.open("w", encoding="utf-8") as handle:
         for index in range(rows):
-            handle.write(json.dumps({"id": index, "text": f"text number {index % 40} of the Ray tests"}) + "\n")
+            handle.write(
+                json.dumps({"id": index, "text": f"text number {index % 40} of the Ray tests"}) + "\n"
+            )
     return path
 
 

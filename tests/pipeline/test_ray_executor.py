@@ -29,6 +29,7 @@ ray = pytest.importorskip("ray", reason="needs ray: pip install 'datamill[ray]'"
 from datamill.pipeline.ray_executor import RayExecutor  # noqa: E402 - after the skip
 
 ROWS = 160
+KILL_TEXT = "text number 37 of the Ray tests"
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +68,11 @@ def test_ray_computes_the_same_rows_as_in_process_for_map_filter_dedup_and_llm_s
         )
 
 
-def _kill_once_at(marker: str, row_id: int) -> Any:
-    """A map function that SIGKILLs its own worker process the first time it meets ``row_id``."""
+def _kill_once_at(marker: str, text: str) -> Any:
+    """A map function that SIGKILLs its own worker process the first time it meets ``text``."""
 
-    def count_words(row: dict[str, Any]) -> int:
-        if row["id"] == row_id:
+    def count_words(value: str) -> int:
+        if value == text:
             try:
                 fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
@@ -80,7 +81,7 @@ def _kill_once_at(marker: str, row_id: int) -> Any:
                 os.write(fd, str(os.getpid()).encode())
                 os.close(fd)
                 os.kill(os.getpid(), signal.SIGKILL)
-        return len(row["text"].split())
+        return len(value.split())
 
     return count_words
 
@@ -91,9 +92,12 @@ def test_a_worker_killed_mid_batch_is_retried_and_every_row_commits_once(
     source = write_input(tmp_path / "in.jsonl", 60)
     url = simulator.openai_base + "/chat/completions"
     marker = tmp_path / "killed"
+    assert write_input(tmp_path / "probe.jsonl", 60).read_text().count(KILL_TEXT) == 1  # row 37
 
     # Without retries the step stops at the killed batch, with the batches before it committed.
-    pipeline = FourStepPipeline(source, tmp_path / "cache", url, digest_fn=_kill_once_at(str(marker), 37))
+    pipeline = FourStepPipeline(
+        source, tmp_path / "cache", url, digest_fn=_kill_once_at(str(marker), KILL_TEXT)
+    )
     with pytest.raises(ExecutorError, match=r"input rows 35\.\.39 failed after 0 retries"):
         pipeline.forward(batch_size=5, executor=RayExecutor(max_retries=0, max_in_flight=1))
     assert int(marker.read_text()) != os.getpid()
@@ -101,7 +105,9 @@ def test_a_worker_killed_mid_batch_is_retried_and_every_row_commits_once(
 
     # With retries Ray reruns the batch on a fresh worker; the resumed step commits it once.
     marker.unlink()
-    pipeline = FourStepPipeline(source, tmp_path / "cache", url, digest_fn=_kill_once_at(str(marker), 37))
+    pipeline = FourStepPipeline(
+        source, tmp_path / "cache", url, digest_fn=_kill_once_at(str(marker), KILL_TEXT)
+    )
     summary = pipeline.forward(batch_size=5, executor=RayExecutor(max_retries=2))
     assert marker.exists() and summary.rows_failed == 0
     first = read_jsonl(pipeline.step_paths()[0])
@@ -110,32 +116,41 @@ def test_a_worker_killed_mid_batch_is_retried_and_every_row_commits_once(
     assert [[row["id"] for row in rows] for rows in step_rows(pipeline)] == expected_ids(60)
 
 
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def test_driver_killed_at_random_points_resumes_every_row_once_and_buys_no_answer_twice(
     ray_address: str, make_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RAY_ADDRESS", ray_address)
-    sim = make_simulator(latency_mean=0.01, latency_jitter=0.01)
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)  # the subprocesses join this Ray as drivers
+    sim = make_simulator(latency_mean=0.02, latency_jitter=0.01)
     url = sim.openai_base + "/chat/completions"
     source = write_input(tmp_path / "in.jsonl", ROWS)
     cache = tmp_path / "cache"
     script = Path(ray_pipeline.__file__)
     rng = random.Random(17)
+    # SIGKILL once a step file holds a random number of rows: twice while Ray computes the
+    # map and the filter (tasks in flight), once in the LLM step.
+    kills = [(1, rng.randrange(1, ROWS - 20)), (2, rng.randrange(1, 100)), (4, rng.randrange(1, 30))]
     stored: set[str] = set()
-    runs = 0
-    for kill_after in [rng.uniform(2.0, 6.0) for _ in range(3)] + [None]:
+    killed = 0
+    for step, rows in [*kills, (None, 0)]:
         before = sim.stats(detail=True)["answered_by_client_key"]
-        code = run_pipeline_script(
-            script, source, cache, url, rng.choice([3, 8, 16]), kill_after=kill_after, timeout=120
+        kill_when = (
+            None
+            if step is None
+            else (lambda path=cache / f"four_step{step}.jsonl", n=rows: _lines(path) >= n)
         )
-        runs += 1
+        code = run_pipeline_script(
+            script, source, cache, url, rng.choice([3, 8, 16]), timeout=120, kill_when=kill_when
+        )
+        killed += code == -signal.SIGKILL
         after = sim.stats(detail=True)["answered_by_client_key"]
         answered = {key for key, n in after.items() if n > before.get(key, 0)}
         assert not answered & stored, "a response stored before a kill was bought again"
         stored = stored_response_keys(cache, "four")
-        if code == 0:
-            break
-    else:  # pragma: no cover - the last run has no kill
-        raise AssertionError("the pipeline never completed")
+    assert code == 0 and killed == len(kills)
     outputs = [read_jsonl(cache / f"four_step{index}.jsonl") for index in range(1, 5)]
     assert [[row["id"] for row in rows] for rows in outputs] == expected_ids(ROWS)
     assert all(row["digest"] == digest(row["text"]) for row in outputs[0])
@@ -159,11 +174,12 @@ HAVE_LOCAL = all(importlib.util.find_spec(name) for name in ("torch", "transform
 
 
 @pytest.mark.skipif(not HAVE_LOCAL, reason="needs torch and transformers: pip install 'datamill[local]'")
-def test_a_local_model_runs_in_a_ray_actor_and_answers_as_in_process(ray_address: str, tmp_path: Path) -> None:
+def test_a_local_model_runs_in_a_ray_actor_and_answers_as_in_process(
+    ray_address: str, tmp_path: Path
+) -> None:
+    from datamill.serving.local_transformers import LocalModelLLMServing_transformers
     from tests.serving.serving_helpers import OneStepPipeline, write_rows
     from tests.serving.test_local_models import tiny_model_and_tokenizer
-
-    from datamill.serving.local_transformers import LocalModelLLMServing_transformers
 
     source = write_rows(tmp_path / "in.jsonl", 10)
     outputs = []
@@ -189,9 +205,8 @@ def _cuda_and_vllm() -> bool:
 @pytest.mark.gpu
 @pytest.mark.skipif(not _cuda_and_vllm(), reason="needs vllm and a CUDA GPU (none here)")
 def test_vllm_runs_one_ray_actor_per_gpu(ray_address: str, tmp_path: Path) -> None:  # pragma: no cover
-    from tests.serving.serving_helpers import OneStepPipeline, write_rows
-
     from datamill.serving.local_vllm import LocalModelLLMServing_vllm
+    from tests.serving.serving_helpers import OneStepPipeline, write_rows
 
     model = os.environ.get("DATAMILL_VLLM_TEST_MODEL")
     if not model:

@@ -110,9 +110,12 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
         self.max_workers = self.batch_size * 2 * self._parallel
 
     def load_model(self) -> None:
-        """Load the model and tokenizer unless given (in this process; blocking)."""
+        """Load the model and tokenizer unless given (in this process; blocking). A model
+        passed in is put in inference mode too: generation must not sample dropout."""
         if self._model is None or self._tokenizer is None:
             self._load()
+        elif callable(getattr(self._model, "eval", None)):
+            self._model.eval()
 
     async def start(self) -> None:
         if self._remote is not None:

@@ -177,21 +177,34 @@ HAVE_LOCAL = all(importlib.util.find_spec(name) for name in ("torch", "transform
 def test_a_local_model_runs_in_a_ray_actor_and_answers_as_in_process(
     ray_address: str, tmp_path: Path
 ) -> None:
+    import torch
+
     from datamill.serving.local_transformers import LocalModelLLMServing_transformers
     from tests.serving.serving_helpers import OneStepPipeline, write_rows
     from tests.serving.test_local_models import tiny_model_and_tokenizer
 
     source = write_rows(tmp_path / "in.jsonl", 10)
-    outputs = []
-    for name, executor in (("local", None), ("ray", RayExecutor(model_replicas=1))):
-        model, tokenizer = tiny_model_and_tokenizer()
-        serving = LocalModelLLMServing_transformers("tiny", model=model, tokenizer=tokenizer, max_tokens=6)
-        pipeline = OneStepPipeline(source, tmp_path / name, serving)
-        summary = pipeline.forward(batch_size=4, executor=executor)
-        assert summary.steps[0].requests_sent == 10 and summary.rows_failed == 0
-        assert serving._model is model  # on Ray the driver's copy is never used, nor replaced
-        outputs.append(read_jsonl(pipeline.step_paths()[-1]))
+    outputs, driver_forwards = [], []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the one-CPU actor, so that greedy decoding matches bit for bit
+    try:
+        for name, executor in (("local", None), ("ray", RayExecutor(model_replicas=1))):
+            model, tokenizer = tiny_model_and_tokenizer()
+            forwards: list[int] = []
+            model.register_forward_hook(lambda *_, seen=forwards: seen.append(1))  # where it runs
+            # Micro-batches of one request: no padding, so batch composition cannot matter.
+            serving = LocalModelLLMServing_transformers(
+                "tiny", model=model, tokenizer=tokenizer, max_tokens=6, batch_size=1
+            )
+            pipeline = OneStepPipeline(source, tmp_path / name, serving)
+            summary = pipeline.forward(batch_size=4, executor=executor)
+            assert summary.steps[0].requests_sent == 10 and summary.rows_failed == 0
+            outputs.append(read_jsonl(pipeline.step_paths()[-1]))
+            driver_forwards.append(len(forwards))
+    finally:
+        torch.set_num_threads(threads)
     assert outputs[1] == outputs[0]
+    assert driver_forwards[0] > 0 and driver_forwards[1] == 0  # on Ray the actor's copy generated
 
 
 def _cuda_and_vllm() -> bool:

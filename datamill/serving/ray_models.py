@@ -101,6 +101,12 @@ class RayModelPool:
         self._groups: list[Any] = []
         self._busy: list[int] = []
         self._starting: asyncio.Lock | None = None
+        # An actor that died (past its restarts) or is restarting; older Rays lack the second.
+        self._actor_errors = tuple(
+            getattr(self._ray.exceptions, name)
+            for name in ("RayActorError", "ActorUnavailableError")
+            if hasattr(self._ray.exceptions, name)
+        )
 
     @property
     def parallel(self) -> int:
@@ -113,7 +119,7 @@ class RayModelPool:
         self._busy[index] += 1
         try:
             return await self._actors[index].generate.remote(requests)
-        except (self._ray.exceptions.RayActorError, self._ray.exceptions.ActorUnavailableError) as exc:
+        except self._actor_errors as exc:
             raise ServingError(
                 f"model replica {index} of {self.serving.model_name!r} stopped "
                 f"({type(exc).__name__}: {str(exc)[:300]}); the micro-batch is retried",

@@ -82,7 +82,8 @@ class RayExecutor:
     workers (e.g. ``{"working_dir": "."}`` to ship a project's modules to a cluster).
     ``temp_dir``: Ray's session folder when starting Ray here (default ``/tmp/ray``).
 
-    Ray stays connected after a run (a later run reuses it); ``shutdown()`` disconnects.
+    Ray is joined when a run first needs it (a local-model serving, a row-local batch) and
+    stays connected after the run (a later run reuses it); ``shutdown()`` disconnects.
     """
 
     def __init__(
@@ -122,20 +123,17 @@ class RayExecutor:
         self.temp_dir = temp_dir
         self._ray: Any = None
         self._task: Any = None
+        self._cluster: dict[str, float] | None = None
         self._in_flight_limit = 1
         self._pools: list[RayModelPool] = []
         self._driver = InProcessExecutor()
 
     async def start(self, servings: Sequence[LLMServingABC]) -> None:
-        ray = self._connect()
-        self._task = ray.remote(compute_batch).options(
-            num_cpus=self.cpus_per_task, max_retries=self.max_retries, retry_exceptions=False
-        )
-        cluster = ray.cluster_resources()
-        slots = max(1, int(cluster.get("CPU", 1) // self.cpus_per_task))
-        self._in_flight_limit = self.max_in_flight or 2 * slots
+        """Give every local-model serving its Ray actors. Ray is joined here only for them;
+        otherwise on the first row-local batch, so a run with nothing for Ray never starts it."""
         for serving in servings:
             if isinstance(serving, LocalModelLLMServing_transformers):
+                cluster = self._join()
                 plan = plan_replicas(
                     serving,
                     float(cluster.get("GPU", 0)),
@@ -148,12 +146,6 @@ class RayExecutor:
                 log.info(
                     "model %s: %d Ray actor(s), %g GPU(s) each", serving.model_name, plan.replicas, plan.gpus
                 )
-        log.info(
-            "Ray executor: %g CPUs, %g GPUs; up to %d batches in flight",
-            cluster.get("CPU", 0),
-            cluster.get("GPU", 0),
-            self._in_flight_limit,
-        )
 
     async def close(self) -> None:
         pools, self._pools = self._pools, []
@@ -165,18 +157,17 @@ class RayExecutor:
         """Disconnect from Ray (and stop the instance if this process started it)."""
         if self._ray is not None:
             self._ray.shutdown()
-            self._ray = None
+            self._ray, self._task, self._cluster = None, None, None
 
     async def map_batches(
         self, op: Operator, call: dict[str, Any], batches: Iterable[BatchInput], *, label: str
     ) -> AsyncGenerator[tuple[BatchInput, list[Outcome]], None]:
-        if self._task is None:
-            raise ConfigError("RayExecutor.map_batches() before start(): the runner starts executors")
         if not op.row_local:  # whole-dataset state stays with the driver (see the module docstring)
             async with aclosing(self._driver.map_batches(op, call, batches, label=label)) as computed:
                 async for item in computed:
                     yield item
             return
+        self._join()
         holder = [self._put_operator(op, label)]
         token = uuid.uuid4().hex
         in_flight: deque[tuple[BatchInput, Any]] = deque()
@@ -194,6 +185,24 @@ class RayExecutor:
                     self._ray.cancel(ref)
                 except Exception:  # Ray already stopping: nothing left to cancel
                     break
+
+    def _join(self) -> dict[str, float]:
+        """Connect to Ray once (see the class docstring); the cluster's resources."""
+        if self._cluster is None or not self._ray.is_initialized():
+            ray = self._connect()
+            self._task = ray.remote(compute_batch).options(
+                num_cpus=self.cpus_per_task, max_retries=self.max_retries, retry_exceptions=False
+            )
+            self._cluster = dict(ray.cluster_resources())
+            slots = max(1, int(self._cluster.get("CPU", 1) // self.cpus_per_task))
+            self._in_flight_limit = self.max_in_flight or 2 * slots
+            log.info(
+                "Ray executor: %g CPUs, %g GPUs; up to %d batches in flight",
+                self._cluster.get("CPU", 0),
+                self._cluster.get("GPU", 0),
+                self._in_flight_limit,
+            )
+        return self._cluster
 
     def _connect(self) -> Any:
         ray = import_ray()

@@ -212,8 +212,12 @@ class RayExecutor:
         options: dict[str, Any] = {"runtime_env": self.runtime_env, "namespace": "datamill"}
         if self.address is not None:
             options["address"] = self.address
-        elif os.environ.get("RAY_ADDRESS"):
-            pass  # ray.init reads RAY_ADDRESS itself
+        elif os.environ.get("RAY_ADDRESS"):  # ray.init reads it itself
+            if self.num_cpus is not None or self.num_gpus is not None:
+                raise ConfigError(
+                    f"RAY_ADDRESS={os.environ['RAY_ADDRESS']} points at a running cluster, whose "
+                    "resources num_cpus/num_gpus cannot change: drop them or unset RAY_ADDRESS"
+                )
         else:
             options.update(
                 address="local",

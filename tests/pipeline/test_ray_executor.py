@@ -120,6 +120,7 @@ def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_driver_killed_at_random_points_resumes_every_row_once_and_buys_no_answer_twice(
     ray_address: str, make_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,6 @@
 """The Ray executor: the same rows as in-process, workers and drivers killed, local models as actors.
 
-One local Ray (2 CPUs) serves the whole module; it starts in a few seconds, so the tests are
+One local Ray (2 CPUs) serves the whole module; it takes seconds to start, so the tests are
 few. The driver-kill test runs the pipeline in subprocesses that join this Ray through
 ``RAY_ADDRESS``, as a user's driver joins a cluster.
 """
@@ -40,6 +40,7 @@ def ray_address() -> Any:
     context = ray.init(num_cpus=2, include_dashboard=False, namespace="datamill-tests")
     yield context.address_info["gcs_address"]
     ray.shutdown()
+    ray.cloudpickle.unregister_pickle_by_value(ray_pipeline)
 
 
 def step_rows(pipeline: FourStepPipeline) -> list[list[dict[str, Any]]]:

@@ -233,7 +233,9 @@ class RayExecutor:
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
             raise ExecutorError(
                 f"could not start or reach Ray at {where}: {exc}. Start a cluster with "
-                "`ray start --head` (then address='auto'), fix RAY_ADDRESS, or run in-process"
+                "`ray start --head` (then address='auto'), fix RAY_ADDRESS, or run in-process; a "
+                "cluster with token authentication also needs RAY_AUTH_MODE=token and its token "
+                "in ~/.ray/auth_token here (docs/scale-out.md)"
             ) from exc
         self._ray = ray
         return ray

@@ -37,7 +37,7 @@ def ray_address() -> Any:
     # Test modules are not importable on Ray workers: send the helper's functions by value,
     # as a user's __main__ script is sent.
     ray.cloudpickle.register_pickle_by_value(ray_pipeline)
-    context = ray.init(num_cpus=2, include_dashboard=False, namespace="datamill-tests")
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="datamill-tests")
     yield context.address_info["gcs_address"]
     ray.shutdown()
     ray.cloudpickle.unregister_pickle_by_value(ray_pipeline)

@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "LocalModelLLMServing_vllm": "datamill.serving.local_vllm",
     "BudgetExceededError": "datamill.errors",
     "PipelineEstimate": "datamill.pipeline.estimate",
+    "RayExecutor": "datamill.pipeline.ray_executor",
     "validate_reply": "datamill.serving.structured",
     "response_format_for": "datamill.serving.structured",
 }
@@ -83,6 +84,7 @@ __all__ = [
     "PipelineEstimate",
     "PromptTemplateGenerator",
     "PromptedGenerator",
+    "RayExecutor",
     "RegexFilter",
     "RowsFailedError",
     "RunSummary",
@@ -126,6 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from datamill.operators.templated import PromptTemplateGenerator
     from datamill.pipeline.base import BatchedPipelineABC
     from datamill.pipeline.estimate import PipelineEstimate
+    from datamill.pipeline.ray_executor import RayExecutor
     from datamill.pipeline.storage import BatchedFileStorage
     from datamill.pipeline.summary import RunSummary
     from datamill.serving.anthropic import AnthropicLLMServing

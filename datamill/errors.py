@@ -147,3 +147,8 @@ class OfflineBatchGenerationNotFinished(DatamillError):
     def __init__(self, message: str, *, jobs: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.jobs = jobs or []
+
+
+class ExecutorError(DatamillError):
+    """An executor could not compute a batch: its cluster is unreachable, or a task kept
+    failing past its retries. Every batch before it is committed; rerun to resume."""

@@ -30,6 +30,7 @@ from datamill.errors import (
 )
 from datamill.pipeline.budget import Budget, check_budget_config
 from datamill.pipeline.estimate import PipelineEstimate, estimate_plan
+from datamill.pipeline.executors import Executor, resolve_executor
 from datamill.pipeline.pending import install_pending_exit_hook
 from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, validate_keys
 from datamill.pipeline.progress import ProgressSink, choose_progress, notify_stopped
@@ -54,10 +55,14 @@ class BatchedPipelineABC:
       ``max_cost_usd`` — the most the pipeline's cache may record as spent (all runs together);
       when reached, the run commits its batches in flight and raises ``BudgetExceededError``.
       None (the default) means no budget. ``forward(max_cost_usd=...)`` overrides it.
+      ``executor`` — where local steps' batches are computed: None or ``"in-process"`` (the
+      default), ``"ray"``, or an executor such as ``RayExecutor(address="auto")``
+      (``datamill.pipeline.executors``; docs/scale-out.md). ``forward(executor=...)`` overrides it.
     """
 
     allowed_failure_fraction: float = 0.0
     max_cost_usd: float | None = None
+    executor: Executor | str | None = None
     # Defaults on the class too, so a subclass whose __init__ skips super().__init__() works.
     _plan: list[StepPlan] | None = None
     _storage: BatchedFileStorage | None = None
@@ -110,6 +115,7 @@ class BatchedPipelineABC:
         *,
         progress: ProgressSink | bool | None = None,
         max_cost_usd: float | None = None,
+        executor: Executor | str | None = None,
     ) -> RunSummary:
         """Run every step over the whole dataset, one committed batch at a time.
 
@@ -118,7 +124,8 @@ class BatchedPipelineABC:
         reused); ``resume_step=k`` reruns from operator k (0-based), keeping earlier steps.
         Returns the run summary; raises ``RowsFailedError`` at the end if more rows failed
         than ``allowed_failure_fraction`` allows, and ``BudgetExceededError`` (carrying the
-        summary) when ``max_cost_usd`` is reached.
+        summary) when ``max_cost_usd`` is reached. ``executor`` says where local steps'
+        batches are computed (see the class docstring); it never changes what is written.
 
         ``progress``: by default a live display on a terminal or in a notebook (rows, rows/s,
         ETA, in flight, retries, spend), the resume point, every recompute reason and a
@@ -146,6 +153,7 @@ class BatchedPipelineABC:
                 resume_step=resume_step,
                 progress=sink,
                 max_cost_usd=max_cost_usd if max_cost_usd is not None else self.max_cost_usd,
+                executor=resolve_executor(executor if executor is not None else self.executor),
             )
         except BaseException as exc:
             notify_stopped(sink, exc)
@@ -234,6 +242,7 @@ def _run(
     resume_step: int | None,
     progress: ProgressSink,
     max_cost_usd: float | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
     storage.cache_path.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -264,6 +273,7 @@ def _run(
                     batch_size=batch_size,
                     progress=progress,
                     budget=make_budget(max_cost_usd, plan, ledger),
+                    executor=executor,
                 )
                 _run_coroutine(runner.run)
             summary.status = "failed_rows" if summary.rows_failed else "complete"
@@ -318,7 +328,6 @@ def _fill_totals(ledger: Ledger, step: StepPlan, summary: StepSummary) -> None:
     summary.status = stored.get("status", summary.status)
     summary.take_run_spend(ledger.run_spend.get(step.index))
     summary.load_totals(state.step_totals(step.index), state.failures(step.index, limit=FAILURE_SAMPLES))
-    summary.drop_reasons = state.drop_reasons(step.index)
     summary.drop_reasons = state.drop_reasons(step.index)
 
 

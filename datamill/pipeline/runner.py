@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from datamill.core.ledger import Ledger, PendingBatch, StepLog
@@ -22,6 +23,7 @@ from datamill.core.rowfiles import Row, count_rows, open_reader
 from datamill.errors import ConfigError
 from datamill.operators.base import Dropped, Failed, LLMOperator, Outcome
 from datamill.pipeline.budget import Budget
+from datamill.pipeline.executors import BatchInput, Executor, InProcessExecutor
 from datamill.pipeline.llm_batch import compute_llm_batch
 from datamill.pipeline.offline_requests import offline_step_requests
 from datamill.pipeline.plan import StepPlan
@@ -58,6 +60,13 @@ def read_batches(rows: Iterator[tuple[Row, int]], batch_size: int) -> Iterator[t
             batch = []
     if batch:
         yield batch, position
+
+
+def number_batches(batches: Iterator[tuple[list[Row], int]], first_row: int) -> Iterator[BatchInput]:
+    """``read_batches``' batches with the index of each one's first row in the step input."""
+    for rows, end_position in batches:
+        yield BatchInput(rows, first_row, end_position)
+        first_row += len(rows)
 
 
 def split_outcomes(
@@ -99,6 +108,7 @@ class PipelineRunner:
         batch_size: int,
         progress: ProgressSink | None,
         budget: Budget | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.plan = plan
         self.ledger = ledger
@@ -111,11 +121,14 @@ class PipelineRunner:
             budget.gate_for(ledger, lambda: self.dispatcher.stats.in_flight) if budget is not None else None
         )
         self.dispatcher = RequestDispatcher(ledger, send_gate=gate)
+        # Computes local steps' batches (and may host local models); only this process commits.
+        self.executor = executor if executor is not None else InProcessExecutor()
 
     async def run(self) -> None:
         servings = self._servings()
         self.ledger.start()
         try:
+            await self.executor.start(servings)
             for serving in servings:
                 await serving.start()
             for step in self.plan:
@@ -130,8 +143,11 @@ class PipelineRunner:
                 try:
                     await self.ledger.stop()
                 finally:
-                    for serving in servings:
-                        await serving.close()
+                    try:
+                        for serving in servings:
+                            await serving.close()
+                    finally:
+                        await self.executor.close()
 
     def _servings(self) -> list[LLMServingABC]:
         found: dict[int, LLMServingABC] = {}
@@ -209,13 +225,14 @@ class PipelineRunner:
         row_index: int,
         step_log: StepLog,
     ) -> None:
-        op = step.operator
-        for batch, end_position in read_batches(rows, self.batch_size):
-            outcomes = op.process_rows(batch, row_index, step.call)
-            seq += 1
-            step_log.submit(self._pending(step, seq, batch, row_index, end_position, outcomes), len(batch))
-            row_index += len(batch)
-            await step_log.wait_backlog(self.batch_size * 4)
+        batches = number_batches(read_batches(rows, self.batch_size), row_index)
+        computed = self.executor.map_batches(step.operator, step.call, batches, label=step.label)
+        async with aclosing(computed):
+            async for batch, outcomes in computed:
+                seq += 1
+                pending = self._pending(step, seq, batch.rows, batch.first_row, batch.end_position, outcomes)
+                step_log.submit(pending, len(batch.rows))
+                await step_log.wait_backlog(self.batch_size * 4)
 
     async def _run_llm_step(
         self,

@@ -9,12 +9,17 @@ never imports torch or transformers.
 Install with ``pip install 'datamill[local]'``. ``model_name`` is a Hub id or a local
 directory; a ready ``model``/``tokenizer`` pair may be passed instead (tests build tiny ones).
 Responses go through the same request cache and commit protocol as API calls; their cost is 0.
+
+``generate_remotely`` hands micro-batches to another generator instead (the Ray executor's
+model actors, ``datamill.serving.ray_models``): the serving then never loads the model here,
+and its answers still reach the request cache through the dispatcher like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +30,9 @@ from datamill.serving.pricing import Price
 from datamill.serving.types import GenericRequest, GenericResponse
 
 INSTALL_HINT = "pip install 'datamill[local]'  (torch and transformers)"
+
+#: Generates one micro-batch elsewhere (e.g. on a Ray actor): requests in, responses in order.
+RemoteGenerator = Callable[[list[GenericRequest]], Awaitable[list[GenericResponse]]]
 
 
 def import_local_stack() -> tuple[Any, Any]:
@@ -95,19 +103,46 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
         self._tokenizer = tokenizer
         self._executor: ThreadPoolExecutor | None = None
         self._queue: list[tuple[GenericRequest, asyncio.Future[GenericResponse]]] = []
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
+        self._remote: RemoteGenerator | None = None
+        self._parallel = 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A serving pickles as its configuration (and a model object passed in): no thread,
+        queue or remote generator travels, so a copy can be sent to a Ray actor."""
+        state = dict(self.__dict__)
+        state.update(_executor=None, _queue=[], _workers=set(), _remote=None, _parallel=1, _limiter=None)
+        return state
+
+    def generate_remotely(self, generate: RemoteGenerator | None, *, parallel: int = 1) -> None:
+        """Generate micro-batches with ``generate`` instead of in this process, up to
+        ``parallel`` at once (one per model replica); None goes back to local generation.
+        Call it before ``start()``: with a remote generator the model is not loaded here.
+        """
+        self._remote = generate
+        self._parallel = max(1, parallel) if generate is not None else 1
+        self.max_workers = self.batch_size * 2 * self._parallel
+
+    def load_model(self) -> None:
+        """Load the model and tokenizer unless given (in this process; blocking). A model
+        passed in is put in inference mode too: generation must not sample dropout."""
+        if self._model is None or self._tokenizer is None:
+            self._load()
+        elif callable(getattr(self._model, "eval", None)):
+            self._model.eval()
 
     async def start(self) -> None:
+        if self._remote is not None:
+            return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamill-local-model")
-        if self._model is None or self._tokenizer is None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.load_model)
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
+        workers, self._workers = list(self._workers), set()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         for _, future in self._queue:
             if not future.done():
                 future.set_exception(ServingError("the serving was closed"))
@@ -118,23 +153,32 @@ class LocalModelLLMServing_transformers(LLMServingABC):  # noqa: N801 - name kep
         await super().close()
 
     async def send_once(self, request: GenericRequest) -> GenericResponse:
-        if self._executor is None:
+        if self._executor is None and self._remote is None:
             await self.start()
         future: asyncio.Future[GenericResponse] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.ensure_future(self._drain())
+        self._workers = {worker for worker in self._workers if not worker.done()}
+        if len(self._workers) < self._parallel:
+            self._workers.add(asyncio.ensure_future(self._drain()))
         return await future
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)  # requests sent in the same loop turn share a micro-batch
         while self._queue:
             batch, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
             requests = [request for request, _ in batch]
             try:
-                responses = await loop.run_in_executor(self._executor, self.generate_batch, requests)
+                if self._remote is not None:
+                    responses = await self._remote(requests)
+                else:
+                    responses = await loop.run_in_executor(self._executor, self.generate_batch, requests)
             except Exception as exc:  # a generation error fails these requests, not the loop
-                error = ServingError(f"local generation failed: {type(exc).__name__}: {exc}")
+                error = (
+                    exc
+                    if isinstance(exc, ServingError)
+                    else ServingError(f"local generation failed: {type(exc).__name__}: {exc}")
+                )
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)

@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -24,12 +26,14 @@ def run_pipeline_script(
     kill_after: float | None = None,
     *,
     timeout: float = 240.0,
+    kill_when: Callable[[], bool] | None = None,
 ) -> int:
     """Run ``script`` to its end and return its exit code: 0, or ``-SIGKILL`` when killed.
 
     ``fault`` is set as ``DATAMILL_FAULT`` (the engine kills itself at that protocol point; an
     inherited value is never passed on); ``kill_after`` sends SIGKILL after that many seconds
-    if the run is still going. Any other exit code fails the test with the script's stderr.
+    if the run is still going; ``kill_when`` sends it as soon as that check (polled every few
+    milliseconds) returns True, e.g. once a step file holds some rows. Any other exit code fails the test with the script's stderr.
     """
     env = {**os.environ, "IN": str(source), "CACHE": str(cache), "URL": url, "BATCH": str(batch)}
     env.pop("DATAMILL_FAULT", None)
@@ -40,6 +44,11 @@ def run_pipeline_script(
         try:
             proc.wait(timeout=kill_after)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+    if kill_when is not None:
+        while proc.poll() is None and not kill_when():
+            time.sleep(0.005)
+        if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
     _, stderr = proc.communicate(timeout=timeout)
     if proc.returncode not in (0, -signal.SIGKILL):

@@ -20,6 +20,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers.stored_keys import stored_response_keys
 from helpers.subprocess_runs import run_pipeline_script
 
 from datamill.core.rowfiles import iter_rows
@@ -64,25 +65,7 @@ def crash_env(tmp_path: Path, make_simulator):
 
 
 def _cached_keys(cache: Path) -> set[str]:
-    """Keys the client had stored: in the request cache or in the response journal (whose
-    complete lines the next run replays into the cache)."""
-    db = cache / "crash.state.db"
-    keys: set[str] = set()
-    if db.exists():
-        with sqlite3.connect(db) as conn:
-            try:
-                keys = {row[0] for row in conn.execute("SELECT key FROM request_cache")}
-            except sqlite3.OperationalError:  # killed before the schema was created
-                keys = set()
-    for journal in cache.glob("crash.state.db.responses-*.log"):
-        for line in journal.read_bytes().splitlines():
-            key, _, entry = line.partition(b" ")
-            try:
-                json.loads(entry)
-            except ValueError:  # the torn tail of a killed append: not journaled
-                continue
-            keys.add(key.decode())
-    return keys
+    return stored_response_keys(cache, "crash")
 
 
 def test_cached_keys_reads_a_state_database_killed_before_its_tables_were_created(tmp_path):

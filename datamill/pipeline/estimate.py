@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datamill.core.inputs import input_exists
 from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row, count_rows, open_reader
 from datamill.core.state import StateDB
@@ -123,7 +124,7 @@ def estimate_plan(
             done = bool(stored and stored.get("status") == "done")
             position = state.load_position(step.index) if state is not None else None
             estimate = StepEstimate(step.index, step.name)
-            if ready and Path(step.input_path).exists():
+            if ready and input_exists(step.input_path):
                 total_rows = _count(step)
                 if isinstance(step.operator, LLMOperator) and not done:
                     _estimate_exact(step, estimate, position, cache, completion_tokens)
@@ -144,7 +145,7 @@ def estimate_plan(
 
 def _count(step: StepPlan) -> int:
     try:
-        return count_rows(step.input_path, step.input_format)
+        return count_rows(step.input_path, step.input_format) or 0
     except Exception:  # an unreadable file is reported by the run itself
         return 0
 
@@ -200,7 +201,7 @@ def _estimate_from_upstream(
 def _sample_row(plan: list[StepPlan], step: StepPlan, op: LLMOperator, filler: str) -> Row | None:
     """The first row of the nearest existing input, with the step's missing columns filled."""
     for earlier in reversed(plan[: step.index + 1]):
-        if Path(earlier.input_path).exists():
+        if input_exists(earlier.input_path):
             try:
                 first = next(
                     itertools.islice(open_reader(earlier.input_path, earlier.input_format).iter_from(0), 1)

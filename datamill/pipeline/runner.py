@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from datamill.core.inputs import input_exists
 from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row, count_rows, open_reader, open_writer
 from datamill.core.state import StateDB
@@ -321,7 +321,7 @@ def _step_requests(op: LLMOperator, call: dict, rows: Iterator[tuple[Row, int]])
 def _safe_count(step: StepPlan) -> int | None:
     """Rows in the step's input, for progress totals; None if counting fails."""
     try:
-        if not os.path.exists(step.input_path):
+        if not input_exists(step.input_path):
             return None
         return count_rows(step.input_path, step.input_format)
     except Exception:  # a total is a nicety; a bad file is reported by the reader itself

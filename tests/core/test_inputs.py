@@ -1,0 +1,262 @@
+"""Every input kind streams its rows, seeks to a position it handed out, and has an identity that
+changes with its content and only then.
+
+Datasets are built locally (``Dataset.from_dict``, ``save_to_disk``, a folder of JSON lines read
+by ``load_dataset``) with ``HF_DATASETS_OFFLINE=1``: nothing here needs a network.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datamill.core.inputs import InputSource, resolve_input
+from datamill.core.rowfiles import count_rows, open_reader, read_head
+from datamill.errors import ConfigError, InputFileError
+
+ROWS = 2600  # more than two of the row-indexed sources' chunks
+
+
+def rows(count: int = ROWS) -> list[dict[str, Any]]:
+    return [{"id": i, "text": f"sentence é {i}", "tags": [i % 3]} for i in range(count)]
+
+
+def jsonl_bytes(items: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in items).encode()
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+
+
+def make_json_array(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    path = tmp / "in.json"
+    path.write_text(json.dumps(items, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def make_jsonl_gz(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    path = tmp / "in.jsonl.gz"
+    path.write_bytes(gzip.compress(jsonl_bytes(items)))
+    return path
+
+
+def make_jsonl_zst(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    zstandard = pytest.importorskip("zstandard")
+    path = tmp / "in.jsonl.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(jsonl_bytes(items)))
+    return path
+
+
+def make_json_array_gz(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    path = tmp / "in.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(items).encode()))
+    return path
+
+
+def make_parquet_folder(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp / "parquet-in"
+    (folder / "more").mkdir(parents=True)
+    half = len(items) // 2
+    pq.write_table(pa.Table.from_pylist(items[:half]), folder / "a.parquet", row_group_size=300)
+    pq.write_table(pa.Table.from_pylist(items[half:]), folder / "more" / "b.parquet", row_group_size=700)
+    return folder
+
+
+def make_saved_dataset(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    import datasets
+
+    folder = tmp / "saved"
+    datasets.Dataset.from_list(items).save_to_disk(str(folder))
+    return folder
+
+
+def make_hub_spec(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    folder = tmp / "local-dataset"
+    folder.mkdir()
+    (folder / "train.jsonl").write_bytes(jsonl_bytes(items))
+    return f"hf:{folder}"
+
+
+def make_dataset(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    import datasets
+
+    return datasets.Dataset.from_list(items)
+
+
+def make_iterable_dataset(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    return make_dataset(tmp, items).to_iterable_dataset()
+
+
+def make_dataframe(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(items)
+
+
+def make_list(tmp: Path, items: list[dict[str, Any]]) -> Any:
+    return [dict(row) for row in items]
+
+
+KINDS: dict[str, Callable[[Path, list[dict[str, Any]]], Any]] = {
+    "json_array": make_json_array,
+    "jsonl_gz": make_jsonl_gz,
+    "jsonl_zst": make_jsonl_zst,
+    "json_array_gz": make_json_array_gz,
+    "parquet_folder": make_parquet_folder,
+    "saved_dataset": make_saved_dataset,
+    "hub_spec": make_hub_spec,
+    "dataset": make_dataset,
+    "iterable_dataset": make_iterable_dataset,
+    "dataframe": make_dataframe,
+    "list": make_list,
+}
+
+
+def plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON would hold it (a DataFrame hands out numpy arrays for list cells)."""
+    return {key: (value.tolist() if hasattr(value, "tolist") else value) for key, value in row.items()}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kind_streams_every_row_and_resumes_at_a_position_it_handed_out(
+    tmp_path: Path, kind: str
+) -> None:
+    items = rows()
+    source = resolve_input(KINDS[kind](tmp_path, items))
+    assert isinstance(source, InputSource)
+    assert open_reader(source) is source
+
+    read = list(source.iter_from(0))
+    assert [plain(row) for row, _ in read] == items
+    for cut in (1, 1023, 1024, 1500, ROWS - 1):
+        rest = [plain(row) for row, _ in source.iter_from(read[cut - 1][1])]
+        assert rest == items[cut:], f"resume after row {cut}"
+    assert list(source.iter_from(read[-1][1])) == []
+    assert [plain(row) for row in read_head(source, 3)] == items[:3]
+    if kind != "iterable_dataset":  # a stream does not know its length without reading it
+        assert count_rows(source) == ROWS
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_identity_is_stable_for_the_same_content_and_changes_with_it(tmp_path: Path, kind: str) -> None:
+    changed_rows = rows(50)
+    changed_rows[0]["text"] = "a different first sentence"
+    first = build(kind, tmp_path / "a", rows(50))
+    again = build(kind, tmp_path / "b", rows(50))
+    changed = build(kind, tmp_path / "c", changed_rows)
+    if kind == "hub_spec":  # its identity names the dataset (here its folder): load the same one again
+        again = resolve_input(first.label)
+    assert first.identity() == again.identity()
+    assert first.identity() != changed.identity()
+
+
+def build(kind: str, folder: Path, items: list[dict[str, Any]]) -> InputSource:
+    folder.mkdir()
+    source = resolve_input(KINDS[kind](folder, items))
+    assert source is not None
+    return source
+
+
+def test_a_json_file_of_lines_stays_jsonl_and_a_plain_parquet_step_folder_stays_with_rowfiles(
+    tmp_path: Path,
+) -> None:
+    lines = tmp_path / "lines.json"
+    lines.write_bytes(jsonl_bytes(rows(3)))
+    assert resolve_input(lines) is None
+    assert resolve_input(tmp_path / "in.jsonl") is None
+    assert resolve_input(str(tmp_path / "in.csv")) is None
+
+
+def test_a_json_array_element_longer_than_the_read_chunk_and_a_bom_are_read(tmp_path: Path) -> None:
+    big = [{"id": 0, "text": "x" * (3 << 20)}, {"id": 1, "text": "short"}]
+    path = tmp_path / "big.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(big).encode())
+    source = resolve_input(path)
+    read = list(source.iter_from(0))
+    assert [row["id"] for row, _ in read] == [0, 1]
+    assert read[0][0]["text"] == big[0]["text"]
+    assert [row for row, _ in source.iter_from(read[0][1])] == [big[1]]
+
+
+def test_an_empty_json_array_has_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "empty.json"
+    path.write_text(" [ ]\n")
+    source = resolve_input(path)
+    assert list(source.iter_from(0)) == [] and source.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"id": 0}, 3]', "not '{'"),
+        ('[{"id": 0} {"id": 1}]', "expected ',' or ']'"),
+        ('[{"id": 0}, {"id": ]', "not valid JSON"),
+        ('[{"id": 0}, {"id": 1}', "cut short"),
+    ],
+)
+def test_a_malformed_json_array_names_the_file_and_byte(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    source = resolve_input(path)
+    with pytest.raises(InputFileError, match=message) as caught:
+        list(source.iter_from(0))
+    assert str(path) in str(caught.value) and "byte" in str(caught.value)
+
+
+def test_a_malformed_compressed_line_names_its_uncompressed_byte(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"id": 0}\n{"id": \n'))
+    with pytest.raises(InputFileError, match="uncompressed byte 10"):
+        list(resolve_input(path).iter_from(0))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: [{"id": 0}, "text"], "item 1 of the list is a str"),
+        (lambda tmp: tmp, "no .parquet file"),
+        (lambda tmp: "hf:", "hf:NAME"),
+        (lambda tmp: "hf:name@", "hf:NAME"),
+        (lambda tmp: "hf:" + str(tmp / "missing-dataset"), "load_dataset"),
+        (lambda tmp: tmp / "in.csv.gz", "compressed .csv"),
+    ],
+)
+def test_unusable_inputs_say_what_to_give_instead(
+    tmp_path: Path, make: Callable[[Path], Any], message: str
+) -> None:
+    with pytest.raises((ConfigError, InputFileError), match=message):
+        list(resolve_input(make(tmp_path)).iter_from(0))
+
+
+def test_a_dataset_dict_and_an_unknown_type_are_refused_with_the_accepted_forms(tmp_path: Path) -> None:
+    import datasets
+
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows(2))})
+    with pytest.raises(ConfigError, match=r"dataset\['train'\]"):
+        resolve_input(splits)
+    splits.save_to_disk(str(tmp_path / "dict"))
+    with pytest.raises(ConfigError, match="one split's folder"):
+        resolve_input(tmp_path / "dict")
+    with pytest.raises(ConfigError, match="hf:NAME"):
+        resolve_input(42)
+
+
+def test_a_hub_spec_parses_name_config_and_split(tmp_path: Path) -> None:
+    from datamill.core.hf_inputs import parse_hf_spec
+
+    assert parse_hf_spec("hf:openai/gsm8k") == ("openai/gsm8k", None, "train")
+    assert parse_hf_spec("hf:openai/gsm8k:main@test") == ("openai/gsm8k", "main", "test")
+    assert parse_hf_spec("hf:imdb@unsupervised") == ("imdb", None, "unsupervised")

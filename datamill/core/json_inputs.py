@@ -64,7 +64,9 @@ def open_stream(path: Path) -> BinaryIO:
         try:
             import zstandard
         except ImportError:
-            raise ConfigError(f"{path}: reading .zst files needs zstandard: pip install zstandard") from None
+            raise ConfigError(
+                f"{path}: reading .zst files needs zstandard: pip install 'datamill[zstd]'"
+            ) from None
         reader = zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)
         return io.BufferedReader(reader, CHUNK_BYTES)  # type: ignore[arg-type]
     return path.open("rb")

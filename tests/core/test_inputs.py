@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -173,3 +175,17 @@ def test_a_hub_spec_parses_name_config_and_split(tmp_path: Path) -> None:
     assert parse_hf_spec("hf:openai/gsm8k") == ("openai/gsm8k", None, "train")
     assert parse_hf_spec("hf:openai/gsm8k:main@test") == ("openai/gsm8k", "main", "test")
     assert parse_hf_spec("hf:imdb@unsupervised") == ("imdb", None, "unsupervised")
+
+
+def test_without_the_datasets_package_an_hf_input_says_how_to_install_it(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['datasets'] = None\n"  # what an environment without it raises
+        "from datamill.core.inputs import resolve_input\n"
+        "from datamill.errors import ConfigError\n"
+        "try:\n"
+        "    list(resolve_input('hf:openai/gsm8k').iter_from(0))\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "needs the datasets package: pip install 'datamill[hf]'" in out

@@ -6,10 +6,11 @@ back to where a kill at 90% of the step would have left it (the commits past 90%
 as the engine's own rewind does) and a fresh process resumes: the time from its launch to its
 first new committed batch is measured (Python start-up and imports included).
 
-The same rows are also run as a ``datasets.Dataset`` (``load_from_disk`` of a folder written by
-``save_to_disk``, given to ``BatchedFileStorage`` as an object). Each child also reports its RSS
-after ``compile()`` (imports done, input opened), so the fixed cost of importing ``datasets``
-can be told apart from growth with the number of rows.
+The same rows are also run from a folder written by ``Dataset.save_to_disk``: given as its path
+(read by pyarrow, ``datasets`` not imported) and as the ``datasets.Dataset`` that
+``load_from_disk`` returns. Each child also reports its RSS after ``compile()`` (imports done,
+input opened), so the fixed cost of importing ``datasets`` can be told apart from growth with
+the number of rows.
 
     python benchmarks/memory.py [--rows 1000000] [--small 100000] [--no-datasets]
 """
@@ -139,9 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
-    parser.add_argument("--no-datasets", action="store_true", help="skip the datasets.Dataset input runs")
+    parser.add_argument("--no-datasets", action="store_true", help="skip the save_to_disk / Dataset runs")
     parser.add_argument("--child", action="store_true")
-    parser.add_argument("--kind", choices=("jsonl", "dataset"), default="jsonl")
+    parser.add_argument("--kind", choices=("jsonl", "saved", "dataset"), default="jsonl")
     parser.add_argument("--input")
     parser.add_argument("--cache")
     parser.add_argument("--url")
@@ -153,22 +154,20 @@ def main() -> None:
     from datamill.simulator.server import run_simulator_process
 
     results: dict[int, dict] = {}
-    dataset_results: dict[int, dict] = {}
     with run_simulator_process(latency_mean=0.0) as sim, tempfile.TemporaryDirectory() as tmp:
         url = sim.openai_base + "/chat/completions"
         for rows in (args.small, args.rows):
             path = write_input(Path(tmp) / f"in_{rows}.jsonl", rows, tag=f"m{rows}-")
             results[rows] = run_child(path, Path(tmp) / f"cache_{rows}", url)
-            report(f"{rows:>9} rows, JSONL:  ", results[rows])
+            report(f"{rows:>9} rows, JSONL:", results[rows])
             if not args.no_datasets:
                 saved = save_as_dataset(path, Path(tmp) / f"dataset_{rows}")
-                dataset_results[rows] = run_child(saved, Path(tmp) / f"dscache_{rows}", url, kind="dataset")
-                report(f"{rows:>9} rows, Dataset:", dataset_results[rows])
-                ratio = dataset_results[rows]["peak_rss_mb"] / results[rows]["peak_rss_mb"]
-                growth = _growth(dataset_results[rows]) / max(_growth(results[rows]), 1.0)
-                print(
-                    f"          Dataset / JSONL peak RSS = {ratio:.2f}; growth after compile() = {growth:.2f}"
-                )
+                for kind, label in (("saved", "save_to_disk folder"), ("dataset", "Dataset object")):
+                    result = run_child(saved, Path(tmp) / f"{kind}cache_{rows}", url, kind=kind)
+                    report(f"{rows:>9} rows, {label}:", result)
+                    ratio = result["peak_rss_mb"] / results[rows]["peak_rss_mb"]
+                    growth = _growth(result) / max(_growth(results[rows]), 1.0)
+                    print(f"          / JSONL: peak RSS {ratio:.2f}, growth after compile() {growth:.2f}")
         big_cache = Path(tmp) / f"cache_{args.rows}"
         kept = rewind_to_fraction(big_cache, 0.9)
         resumed = run_child(Path(tmp) / f"in_{args.rows}.jsonl", big_cache, url)

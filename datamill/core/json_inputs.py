@@ -19,6 +19,7 @@ import gzip
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -48,7 +49,7 @@ def compressed_source(path: Path) -> InputSource:
 
 def holds_json_array(path: Path) -> bool:
     """Whether the first non-blank character of the (decompressed) file is ``[``."""
-    with open_stream(path) as handle:
+    with open_stream(path) as handle, translated_read_errors(path):
         head = handle.read(4096).decode("utf-8", errors="replace").lstrip(_BOM + _WHITESPACE)
     return head.startswith("[")
 
@@ -67,9 +68,63 @@ def open_stream(path: Path) -> BinaryIO:
             raise ConfigError(
                 f"{path}: reading .zst files needs zstandard: pip install 'datamill[zstd]'"
             ) from None
-        reader = zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)
-        return io.BufferedReader(reader, CHUNK_BYTES)  # type: ignore[arg-type]
+        return io.BufferedReader(_ZstdFrames(path.open("rb"), zstandard.ZstdDecompressor()), CHUNK_BYTES)
     return path.open("rb")
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Decompressed bytes of one or more zstandard frames, raising ``EOFError`` when the file
+    ends inside a frame (``zstandard``'s stream reader would end quietly, losing the rows of a
+    cut file)."""
+
+    def __init__(self, raw: BinaryIO, context: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self._context = context
+        self._frame = context.decompressobj()
+        self._fed = False
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if self._frame.eof:
+                leftover = self._frame.unused_data
+                self._frame, self._fed = self._context.decompressobj(), bool(leftover)
+                self._pending = memoryview(self._frame.decompress(leftover) if leftover else b"")
+                continue
+            chunk = self._raw.read(CHUNK_BYTES)
+            if not chunk:
+                if self._fed:
+                    raise EOFError("the file ends inside a zstandard frame")
+                return 0
+            self._fed = True
+            self._pending = memoryview(self._frame.decompress(chunk))
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+@contextmanager
+def translated_read_errors(path: Path) -> Iterator[None]:
+    """Turn a damaged or truncated compressed stream into an InputFileError naming the file."""
+    try:
+        yield
+    except (OSError, EOFError) as exc:
+        raise InputFileError(
+            f"{path}: cannot be read ({type(exc).__name__}: {exc}); is it damaged or cut short?"
+        ) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("zstandard"):
+            raise InputFileError(f"{path}: not a readable zstandard stream ({exc})") from None
+        raise
 
 
 def seek_stream(handle: BinaryIO, position: int) -> None:
@@ -111,7 +166,7 @@ class CompressedJsonlSource(_FileSource):
     """JSON lines in a gzip or zstandard file; positions are offsets in the decompressed bytes."""
 
     def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
-        with open_stream(self.path) as handle:
+        with open_stream(self.path) as handle, translated_read_errors(self.path):
             seek_stream(handle, position)
             offset = position
             for line in handle:
@@ -132,7 +187,7 @@ class CompressedJsonlSource(_FileSource):
 
     def count(self) -> int | None:
         count, last = 0, b"\n"
-        with open_stream(self.path) as handle:
+        with open_stream(self.path) as handle, translated_read_errors(self.path):
             for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
                 count += chunk.count(b"\n")
                 last = chunk[-1:]
@@ -143,7 +198,7 @@ class JsonArraySource(_FileSource):
     """A JSON array of objects, streamed element by element; positions are byte offsets."""
 
     def iter_from(self, position: int = 0) -> Iterator[tuple[Row, int]]:
-        with open_stream(self.path) as handle:
+        with open_stream(self.path) as handle, translated_read_errors(self.path):
             seek_stream(handle, position)
             cursor = _TextCursor(handle, position)
             if position == 0:

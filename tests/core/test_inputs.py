@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.input_kinds import KINDS, jsonl_bytes, make_input
+from helpers.input_kinds import KINDS, jsonl_bytes, make_input, write_input
 
 from datamill.core.inputs import InputSource, resolve_input
 from datamill.core.rowfiles import count_rows, open_reader, read_head
@@ -189,3 +189,46 @@ def test_without_the_datasets_package_an_hf_input_says_how_to_install_it(tmp_pat
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert "needs the datasets package: pip install 'datamill[hf]'" in out
+
+
+@pytest.mark.parametrize("name", ["cut.jsonl.gz", "cut.jsonl.zst", "cut.json.gz"])
+def test_a_damaged_or_cut_compressed_file_is_an_input_error_naming_it(tmp_path: Path, name: str) -> None:
+    zstandard = pytest.importorskip("zstandard")
+    payload = jsonl_bytes(rows(2000)) if "jsonl" in name else json.dumps(rows(2000)).encode()
+    whole = zstandard.ZstdCompressor().compress(payload) if name.endswith(".zst") else gzip.compress(payload)
+    path = tmp_path / name
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputFileError, match=name):
+        list(resolve_input(path).iter_from(0))
+
+
+def test_a_zstandard_file_of_several_frames_is_read_whole(tmp_path: Path) -> None:
+    zstandard = pytest.importorskip("zstandard")
+    compressor = zstandard.ZstdCompressor()
+    items = rows(3000)
+    path = tmp_path / "frames.jsonl.zst"
+    path.write_bytes(
+        compressor.compress(jsonl_bytes(items[:1000])) + compressor.compress(jsonl_bytes(items[1000:]))
+    )
+    source = resolve_input(path)
+    assert [row for row, _ in source.iter_from(0)] == items
+    assert source.count() == 3000
+
+
+def test_a_saved_dataset_folder_is_read_without_importing_datasets(tmp_path: Path) -> None:
+    folder = write_input("saved_dataset", tmp_path, rows(3))
+    code = (
+        "import sys\n"
+        "from datamill.core.inputs import resolve_input\n"
+        f"source = resolve_input({folder!r})\n"
+        "print([row['id'] for row, _ in source.iter_from(1)], source.identity()['rows'], 'datasets' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["[1,", "2]", "3", "False"]
+
+
+def test_a_saved_folder_whose_state_lists_no_data_files_says_to_load_it_with_datasets(tmp_path: Path) -> None:
+    folder = Path(write_input("saved_dataset", tmp_path, rows(3)))
+    (folder / "state.json").write_text('{"_fingerprint": "x"}')
+    with pytest.raises(InputFileError, match=r"load_from_disk\(folder\)"):
+        resolve_input(folder)

@@ -22,13 +22,14 @@ from datamill.core.lock import CacheLock
 from datamill.core.request_cache import RequestCache
 from datamill.core.rowfiles import Row
 from datamill.core.state import StateDB
+from datamill.core.step_tables import to_dataset
 from datamill.errors import BudgetExceededError, ConfigError, DatamillError, RowsFailedError
 from datamill.pipeline.budget import Budget, check_budget_config
 from datamill.pipeline.estimate import PipelineEstimate, estimate_plan
 from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, validate_keys
 from datamill.pipeline.progress import LoggingProgress, ProgressSink
 from datamill.pipeline.reconcile import reconcile
-from datamill.pipeline.results import read_step_table, to_dataset
+from datamill.pipeline.results import read_step_table
 from datamill.pipeline.runner import FAILURE_SAMPLES, PipelineRunner
 from datamill.pipeline.storage import BatchedFileStorage
 from datamill.pipeline.summary import RunSummary, StepSummary

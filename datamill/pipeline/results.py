@@ -9,12 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from datamill.core.state import StateDB
-from datamill.core.step_tables import committed_table, to_dataset
+from datamill.core.step_tables import committed_table
 from datamill.errors import InputFileError
 from datamill.pipeline.plan import StepPlan
 from datamill.pipeline.storage import BatchedFileStorage
-
-__all__ = ["read_step_table", "to_dataset"]
 
 
 def read_step_table(storage: BatchedFileStorage, step: StepPlan) -> Any:

@@ -178,20 +178,32 @@ class DatasetSource(InputSource):
 
 
 class HubDatasetSource(DatasetSource):
-    """``"hf:NAME[:CONFIG][@SPLIT]"`` through ``datasets.load_dataset`` (loaded on first use)."""
+    """A dataset through ``datasets.load_dataset(name, config, split=split, revision=revision)``,
+    loaded on first use.
 
-    def __init__(self, spec: str) -> None:
-        self.name, self.config, self.split = parse_hf_spec(spec)
-        super().__init__(spec, {"hf_dataset": self.name, "config": self.config, "split": self.split})
+    ``"hf:NAME[:CONFIG][@SPLIT]"`` makes one (``from_spec``); fronts such as a
+    ``LoadDataFromHub(repo_id, split, config)`` build one directly, with a ``revision`` if
+    they pin one, and pass it as ``first_entry_file_name``.
+    """
+
+    def __init__(
+        self, name: str, config: str | None = None, split: str = DEFAULT_SPLIT, *, revision: str | None = None
+    ) -> None:
+        self.name, self.config, self.split, self.revision = name, config, split, revision
+        label = f"{HF_PREFIX}{name}" + (f":{config}" if config else "") + f"@{split}"
+        identity: dict[str, Any] = {"hf_dataset": name, "config": config, "split": split}
+        if revision is not None:
+            identity["revision"] = revision
+        super().__init__(label, identity)
 
     @classmethod
     def from_spec(cls, spec: str) -> HubDatasetSource:
-        return cls(spec)
+        return cls(*parse_hf_spec(spec))
 
     def load(self) -> Any:
         datasets = require_datasets(f"the input {self.label!r}")
         try:
-            return datasets.load_dataset(self.name, self.config, split=self.split)
+            return datasets.load_dataset(self.name, self.config, split=self.split, revision=self.revision)
         except Exception as exc:  # datasets raises many types: missing, offline, bad config or split
             raise InputFileError(
                 f"{self.label}: datasets.load_dataset({self.name!r}, {self.config!r}, split={self.split!r}) "

@@ -232,3 +232,17 @@ def test_a_saved_folder_whose_state_lists_no_data_files_says_to_load_it_with_dat
     (folder / "state.json").write_text('{"_fingerprint": "x"}')
     with pytest.raises(InputFileError, match=r"load_from_disk\(folder\)"):
         resolve_input(folder)
+
+
+def test_a_hub_source_built_directly_is_what_a_front_hands_the_storage(tmp_path: Path) -> None:
+    from datamill import BatchedFileStorage
+    from datamill.core.hf_inputs import HubDatasetSource
+
+    folder = write_input("hub_spec", tmp_path, rows(5)).removeprefix("hf:")
+    source = HubDatasetSource(folder, split="train")
+    storage = BatchedFileStorage(source, cache_path=str(tmp_path / "cache"))
+    assert storage.input_path is source and source.label == f"hf:{folder}@train"
+    assert [row["id"] for row in read_head(storage.input_path)] == [0, 1, 2, 3, 4]
+    assert HubDatasetSource(folder, revision="v1").identity()["revision"] == "v1"
+    with pytest.raises(InputFileError, match=r"split='validation'.*check the name, config and split"):
+        list(HubDatasetSource(folder, split="validation").iter_from(0))

@@ -11,11 +11,15 @@ process appended without committing are not part of the result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from datamill.core.state import StepPosition
 from datamill.errors import ConfigError, InputFileError
+
+#: Bytes of JSON lines pyarrow parses per block; a row longer than this is retried in one block.
+_BLOCK = 8 << 20
 
 
 def committed_table(path: Path, fmt: str, position: StepPosition) -> Any:
@@ -57,7 +61,12 @@ def _jsonl_table(path: Path, end: int) -> Any:
 
     with pa.memory_map(str(path)) as mapped:
         committed = mapped.read_buffer(end)
-        return pajson.read_json(pa.BufferReader(committed))
+        return _read_in_blocks(
+            lambda block: pajson.read_json(
+                pa.BufferReader(committed), read_options=pajson.ReadOptions(block_size=block)
+            ),
+            end,
+        )
 
 
 def _csv_table(path: Path, end: int) -> Any:
@@ -67,17 +76,34 @@ def _csv_table(path: Path, end: int) -> Any:
     from datamill.core.rowfiles import CsvReader
 
     header = CsvReader(path).header()
+    convert = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(header, pa.string()),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
     with pa.memory_map(str(path)) as mapped:
         committed = mapped.read_buffer(end)
-        return pacsv.read_csv(
-            pa.BufferReader(committed),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
+        return _read_in_blocks(
+            lambda block: pacsv.read_csv(
+                pa.BufferReader(committed),
+                read_options=pacsv.ReadOptions(block_size=block),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=convert,
             ),
+            end,
         )
+
+
+def _read_in_blocks(read: Callable[[int], Any], size: int) -> Any:
+    """``read(block_size)``, again with one block for everything when a row is longer than a block."""
+    import pyarrow as pa
+
+    try:
+        return read(_BLOCK)
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+        return read(max(size, 1))
 
 
 def _parquet_table(path: Path) -> Any:

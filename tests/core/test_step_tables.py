@@ -33,3 +33,15 @@ def test_a_column_of_mixed_types_is_a_config_error_naming_the_file(tmp_path: Pat
     path.write_bytes(b'{"score": 1}\n{"score": "high"}\n')
     with pytest.raises(ConfigError, match=r"run_step1.jsonl: its rows do not fit one Arrow table"):
         committed_table(path, "jsonl", StepPosition(out_position=path.stat().st_size, out_rows=2))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_row_longer_than_a_read_block_is_read(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"run_step1.{fmt}"
+    long_text = "x" * (9 << 20)
+    if fmt == "jsonl":
+        path.write_bytes(b'{"text": "' + long_text.encode() + b'"}\n{"text": "short"}\n')
+    else:
+        path.write_bytes(b"text\n" + long_text.encode() + b"\nshort\n")
+    table = committed_table(path, fmt, StepPosition(out_position=path.stat().st_size, out_rows=2))
+    assert table.column("text").to_pylist() == [long_text, "short"]

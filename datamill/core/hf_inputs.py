@@ -98,7 +98,11 @@ def _saved_layout(path: Path) -> tuple[list[Path], str]:
 
 
 class SavedArrowSource(InputSource):
-    """A ``save_to_disk`` folder read by pyarrow alone, memory-mapped, batch by batch.
+    """A ``save_to_disk`` folder read by pyarrow alone, batch by batch.
+
+    The Arrow files are read, not memory-mapped: mapped pages that were read stay in the
+    process's resident memory, which would grow with the dataset (40 MB more for a 1M-row
+    folder of short texts).
 
     It gives the rows ``datasets.load_from_disk`` would, without importing ``datasets``
     (about 100 MB of memory and a second or more at every start); its identity is the
@@ -136,8 +140,8 @@ class SavedArrowSource(InputSource):
 
         for file in self.files:
             try:
-                with pa.memory_map(str(file)) as mapped:
-                    yield from pa.ipc.open_stream(mapped)
+                with pa.OSFile(str(file)) as handle:
+                    yield from pa.ipc.open_stream(handle)
             except (OSError, pa.ArrowInvalid) as exc:
                 raise InputFileError(
                     f"{file}: not a readable Arrow stream ({exc}); write the folder again with save_to_disk"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from datamill.operators.generate import PromptedGenerator
 from datamill.pipeline.base import BatchedPipelineABC
@@ -21,9 +22,12 @@ def write_input(path: Path, rows: int, tag: str = "") -> Path:
 
 
 class OneStepPipeline(BatchedPipelineABC):
-    def __init__(self, input_path: Path, cache: Path, api_url: str, max_workers: int) -> None:
+    """``source``: a path, or anything else ``first_entry_file_name`` accepts (a Dataset, …)."""
+
+    def __init__(self, source: Path | Any, cache: Path, api_url: str, max_workers: int) -> None:
         super().__init__()
-        self.storage = BatchedFileStorage(str(input_path), cache_path=str(cache), file_name_prefix="bench")
+        first = str(source) if isinstance(source, Path) else source
+        self.storage = BatchedFileStorage(first, cache_path=str(cache), file_name_prefix="bench")
         self.llm = APILLMServing_request(
             api_url=api_url,
             model_name="bench-model",

@@ -1,5 +1,6 @@
-"""``datamill export CACHE --format jsonl|csv|parquet --out PATH``: a step's committed rows as
-one file, written to a temporary name and renamed, so PATH is never half-written.
+"""``datamill export CACHE --format jsonl|csv|parquet|hf --out PATH``: a step's committed rows as
+one file (or, for ``hf``, a ``datasets`` folder), written to a temporary name and renamed, so
+PATH is never half-written.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datamill.errors import ConfigError
 if TYPE_CHECKING:
     from datamill.core.rowfiles import Row
 
-EXPORT_FORMATS = ("jsonl", "csv", "parquet")
+EXPORT_FORMATS = ("jsonl", "csv", "parquet", "hf")
 CHUNK_ROWS = 10_000
 
 
@@ -28,9 +29,12 @@ CHUNK_ROWS = 10_000
 @guarded
 def export_command(
     cache: Path = typer.Argument(..., metavar="CACHE", help="The pipeline's cache_path directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="The file to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="The file (for --format hf, the folder) to write."),
     fmt: str | None = typer.Option(
-        None, "--format", "-f", help="jsonl, csv or parquet; default: from --out's extension."
+        None,
+        "--format",
+        "-f",
+        help="jsonl, csv, parquet, or hf (a folder for datasets.load_from_disk); default: from --out's extension.",
     ),
     step: int = typer.Option(-1, "--step", "-s", help=STEP_HELP),
     prefix: str | None = typer.Option(None, "--prefix", help=PREFIX_HELP),
@@ -50,7 +54,9 @@ def export_command(
         try:
             fmt = detect_format(out)
         except ConfigError:
-            raise typer.BadParameter("give --format (jsonl, csv or parquet)", param_hint="--format") from None
+            raise typer.BadParameter(
+                "give --format (jsonl, csv, parquet or hf)", param_hint="--format"
+            ) from None
     if fmt not in EXPORT_FORMATS:
         raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(EXPORT_FORMATS)}", param_hint="--format")
     found = locate_cache(cache, prefix)
@@ -58,12 +64,17 @@ def export_command(
     try:
         index = resolve_step(state, step)
         done = (state.load_step(index) or {}).get("status") == "done"
-        temp = out.with_name(out.name + ".tmp")
-        try:
-            count = _write(committed_rows(found, state, index), temp, fmt)
-            temp.replace(out)
-        finally:
-            temp.unlink(missing_ok=True)
+        if fmt == "hf":
+            from datamill.cli.export_hf import export_hf
+
+            count = export_hf(found, state, index, out)
+        else:
+            temp = out.with_name(out.name + ".tmp")
+            try:
+                count = _write(committed_rows(found, state, index), temp, fmt)
+                temp.replace(out)
+            finally:
+                temp.unlink(missing_ok=True)
     finally:
         state.close()
     note = "" if done else " (the step is not complete: only its committed rows so far)"

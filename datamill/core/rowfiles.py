@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from datamill.core import faults
+from datamill.core.inputs import InputSource
 from datamill.core.parquet_steps import ParquetDirReader, ParquetDirWriter, iter_parquet_rows, stored_rows
 from datamill.errors import ConfigError, InputFileError
 
@@ -187,11 +188,17 @@ class ParquetFileReader:
             yield row, index
 
 
-RowReader = JsonlReader | CsvReader | ParquetFileReader | ParquetDirReader
+RowReader = JsonlReader | CsvReader | ParquetFileReader | ParquetDirReader | InputSource
 
 
-def open_reader(path: str | os.PathLike[str], fmt: str | None = None) -> RowReader:
-    """A reader for ``path``; a missing file is an ``InputFileError`` that names it."""
+def open_reader(path: str | os.PathLike[str] | InputSource, fmt: str | None = None) -> RowReader:
+    """A reader for ``path``; a missing file is an ``InputFileError`` that names it.
+
+    An ``InputSource`` (a dataset, a DataFrame, a JSON array, see ``datamill.core.inputs``)
+    is its own reader.
+    """
+    if isinstance(path, InputSource):
+        return path
     path = Path(path)
     fmt = fmt or detect_format(path)
     if not path.exists():
@@ -205,13 +212,13 @@ def open_reader(path: str | os.PathLike[str], fmt: str | None = None) -> RowRead
     raise ConfigError(f"unknown row format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def iter_rows(path: str | os.PathLike[str], fmt: str | None = None) -> Iterator[Row]:
+def iter_rows(path: str | os.PathLike[str] | InputSource, fmt: str | None = None) -> Iterator[Row]:
     """Every row of a file, from the start."""
     for row, _ in open_reader(path, fmt).iter_from(0):
         yield row
 
 
-def read_head(path: str | os.PathLike[str], limit: int = 20) -> list[Row]:
+def read_head(path: str | os.PathLike[str] | InputSource, limit: int = 20) -> list[Row]:
     """The first ``limit`` rows: what ``compile()`` reads to learn the columns."""
     rows: list[Row] = []
     for row in iter_rows(path):
@@ -318,8 +325,11 @@ def open_writer(path: Path, fmt: str, position: int = 0) -> RowWriter:
     raise ConfigError(f"unknown cache_type {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def count_rows(path: str | os.PathLike[str], fmt: str | None = None) -> int:
-    """Number of rows, for progress totals: newline count for JSONL, metadata for Parquet."""
+def count_rows(path: str | os.PathLike[str] | InputSource, fmt: str | None = None) -> int | None:
+    """Number of rows, for progress totals: newline count for JSONL, metadata for Parquet;
+    None for an ``InputSource`` that cannot tell without reading everything."""
+    if isinstance(path, InputSource):
+        return path.count()
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt == "parquet":

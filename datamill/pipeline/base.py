@@ -21,9 +21,11 @@ from typing import Any
 from datamill.core.ledger import Ledger
 from datamill.core.lock import CacheLock
 from datamill.core.rowfiles import Row
+from datamill.core.step_tables import to_dataset
 from datamill.errors import (
     BudgetExceededError,
     ConfigError,
+    DatamillError,
     OfflineBatchGenerationNotFinished,
     RowsFailedError,
     advice,
@@ -35,6 +37,7 @@ from datamill.pipeline.pending import install_pending_exit_hook
 from datamill.pipeline.plan import StepPlan, build_plan, compute_fingerprints, validate_keys
 from datamill.pipeline.progress import ProgressSink, choose_progress, notify_stopped
 from datamill.pipeline.reconcile import reconcile
+from datamill.pipeline.results import read_step_table
 from datamill.pipeline.runner import FAILURE_SAMPLES, PipelineRunner
 from datamill.pipeline.state_check import check_state_database
 from datamill.pipeline.storage import BatchedFileStorage
@@ -218,13 +221,52 @@ class BatchedPipelineABC:
         index = plan[step].index
         return self._storage.iter_step_rows(index)
 
+    def to_arrow(self, step: int = -1) -> Any:
+        """The step's committed rows as a ``pyarrow.Table``, read by Arrow from the step file."""
+        plan = self._require_plan()
+        assert self._storage is not None
+        return read_step_table(self._storage, plan[step])
+
     def to_pandas(self, step: int = -1) -> Any:
-        """The step's output as a pandas DataFrame (needs ``pip install pandas``)."""
+        """The step's committed rows as a pandas DataFrame, through Arrow (``datamill[pandas]``)."""
         try:
-            import pandas as pd
+            import pandas  # noqa: F401  (imported to fail early and kindly)
         except ImportError:
-            raise ConfigError("to_pandas() needs pandas: pip install pandas") from None
-        return pd.DataFrame(list(self.rows(step)))
+            raise ConfigError("to_pandas() needs pandas: pip install 'datamill[pandas]'") from None
+        return self.to_arrow(step).to_pandas()
+
+    def to_hf_dataset(self, step: int = -1) -> Any:
+        """The step's committed rows as a ``datasets.Dataset`` built from Arrow (``datamill[hf]``).
+
+        ``dataset.save_to_disk(DIR)`` keeps it (as ``datamill export --format hf`` does);
+        ``push_to_hub`` below publishes it.
+        """
+        return to_dataset(self.to_arrow(step))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        step: int = -1,
+        split: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+    ) -> Any:
+        """Publish the step's committed rows to the Hugging Face Hub: ``to_hf_dataset(step)``
+        handed to ``datasets.Dataset.push_to_hub`` with these arguments (token from
+        ``HF_TOKEN`` or ``huggingface-cli login`` when None). Needs network access to the hub.
+        """
+        dataset = self.to_hf_dataset(step)
+        try:
+            return dataset.push_to_hub(
+                repo_id, split=split, private=private, token=token, commit_message=commit_message
+            )
+        except Exception as exc:  # huggingface_hub raises many types: offline, auth, HTTP
+            raise DatamillError(
+                f"push_to_hub({repo_id!r}) failed ({type(exc).__name__}: {exc}); check the network, the "
+                "token (HF_TOKEN) and the repo id; to_hf_dataset().save_to_disk(DIR) keeps the rows meanwhile"
+            ) from exc
 
     def _require_plan(self) -> list[StepPlan]:
         if self._plan is None:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datamill.core.inputs import input_exists
 from datamill.core.rowfiles import Row, count_rows, open_reader
 from datamill.core.state import StateDB
 from datamill.operators.base import LLMOperator, MissingInputError
@@ -179,7 +180,7 @@ def estimate_plan(
             position = state.load_position(step.index) if state is not None else None
             estimate = StepEstimate(step.index, step.name)
             per_sample: float | None = None
-            if ready and Path(step.input_path).exists():
+            if ready and input_exists(step.input_path):
                 total_rows = _count(step)
                 if isinstance(step.operator, LLMOperator) and not done:
                     per_sample = _estimate_exact(step, estimate, position, state, completion_tokens)
@@ -203,7 +204,7 @@ def estimate_plan(
 
 def _count(step: StepPlan) -> int:
     try:
-        return count_rows(step.input_path, step.input_format)
+        return count_rows(step.input_path, step.input_format) or 0
     except Exception:  # an unreadable file is reported by the run itself
         return 0
 
@@ -319,7 +320,7 @@ def _sample_rows(
     """Rows of the nearest input that has rows, with the columns not written yet filled in."""
     model = op.llm_serving.model_name
     for earlier in reversed(plan[: step.index + 1]):
-        if not Path(earlier.input_path).exists():
+        if not input_exists(earlier.input_path):
             continue
         reader = open_reader(earlier.input_path, earlier.input_format).iter_from(0)
         rows = [dict(row) for row, _ in itertools.islice(reader, SAMPLE_ROWS)]

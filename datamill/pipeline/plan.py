@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datamill.core.fingerprint import file_identity, fingerprint
+from datamill.core.fingerprint import fingerprint
+from datamill.core.inputs import InputSource, input_identity
 from datamill.core.rowfiles import read_head
 from datamill.errors import ConfigError, KeyValidationError
 from datamill.operators.base import Operator
@@ -25,7 +26,7 @@ class StepPlan:
     index: int
     operator: Operator
     call: dict[str, Any]
-    input_path: Path
+    input_path: Path | InputSource
     input_format: str
     output_path: Path
     output_format: str
@@ -63,7 +64,7 @@ def build_plan(storage: BatchedFileStorage, calls: list[StepCall]) -> list[StepP
     return plan
 
 
-def validate_keys(plan: list[StepPlan], input_path: Path) -> None:
+def validate_keys(plan: list[StepPlan], input_path: Path | InputSource) -> None:
     """Check every step's input keys against the input's columns and earlier outputs.
 
     Reads only the first ``HEAD_ROWS`` rows. All problems are reported at once. An empty
@@ -92,7 +93,7 @@ def validate_keys(plan: list[StepPlan], input_path: Path) -> None:
 
 def compute_fingerprints(plan: list[StepPlan], storage: BatchedFileStorage) -> None:
     """Fill each step's fingerprint document: operator, config, call, format and upstream."""
-    upstream: dict[str, Any] = {"input_file": file_identity(storage.input_path)}
+    upstream: dict[str, Any] = {"input_file": input_identity(storage.input_path)}
     for step in plan:
         step.doc = {
             "operator": f"{type(step.operator).__module__}.{type(step.operator).__qualname__}",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from datamill.core.inputs import input_exists
 from datamill.core.ledger import Ledger, PendingBatch, StepLog
 from datamill.core.rowfiles import Row, count_rows, open_reader
 from datamill.errors import ConfigError
@@ -330,7 +330,7 @@ def _mark_done(conn: sqlite3.Connection, step: int) -> None:
 def _safe_count(step: StepPlan) -> int | None:
     """Rows in the step's input, for progress totals; None if counting fails."""
     try:
-        if not os.path.exists(step.input_path):
+        if not input_exists(step.input_path):
             return None
         return count_rows(step.input_path, step.input_format)
     except Exception:  # a total is a nicety; a bad file is reported by the reader itself

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datamill.core.inputs import InputSource, resolve_input
 from datamill.core.lock import CacheLock
 from datamill.core.rowfiles import FORMATS, Row, detect_format, iter_rows, open_writer
 from datamill.core.state import StateDB
@@ -65,14 +67,23 @@ class StepRef:
 class BatchedFileStorage:
     """File-backed storage for a batched pipeline.
 
-    ``first_entry_file_name`` is the input (JSONL, CSV or Parquet, by extension);
-    ``cache_type`` is the format of the step files (``jsonl``, ``csv`` or ``parquet``; a
-    Parquet step is a directory of parts, one per batch).
+    ``first_entry_file_name`` is the input, streamed and resumed where the last commit ended:
+
+    - a ``.jsonl``, ``.csv`` or ``.parquet`` file (by extension; ``.json`` holding JSON lines
+      or a JSON array of objects), or ``.jsonl.gz`` / ``.jsonl.zst``;
+    - a folder of Parquet files, or a folder written by ``Dataset.save_to_disk``;
+    - ``"hf:NAME[:CONFIG][@SPLIT]"``: a Hugging Face dataset through ``datasets.load_dataset``
+      (hub name or local dataset folder; split ``train`` by default);
+    - a ``datasets.Dataset`` / ``IterableDataset``, a pandas ``DataFrame`` or a list of dicts.
+
+    A changed input (content, or a dataset's fingerprint) marks the pipeline's steps stale;
+    see ``datamill.core.inputs``. ``cache_type`` is the format of the step files (``jsonl``,
+    ``csv`` or ``parquet``; a Parquet step is a directory of parts, one per batch).
     """
 
     def __init__(
         self,
-        first_entry_file_name: str,
+        first_entry_file_name: str | os.PathLike[str] | Any,
         cache_path: str = "./cache",
         file_name_prefix: str = "datamill_cache",
         cache_type: str = "jsonl",
@@ -80,8 +91,13 @@ class BatchedFileStorage:
         if cache_type not in FORMATS:
             raise ConfigError(f"cache_type {cache_type!r} is not one of {', '.join(FORMATS)}")
         self.first_entry_file_name = first_entry_file_name
-        self.input_path = Path(first_entry_file_name)
-        self.input_format = detect_format(self.input_path)
+        source = resolve_input(first_entry_file_name)
+        self.input_path: Path | InputSource
+        if source is None:
+            self.input_path = Path(first_entry_file_name)
+            self.input_format = detect_format(self.input_path)
+        else:
+            self.input_path, self.input_format = source, source.fmt
         self.cache_path = Path(cache_path)
         self.file_name_prefix = file_name_prefix
         self.cache_type = cache_type
@@ -116,7 +132,7 @@ class BatchedFileStorage:
         """The output file of operator ``index`` (0-based), named ``{prefix}_step{index+1}``."""
         return self.cache_path / f"{self.file_name_prefix}_step{index + 1}.{self.cache_type}"
 
-    def step_input(self, index: int) -> tuple[Path, str]:
+    def step_input(self, index: int) -> tuple[Path | InputSource, str]:
         if index == 0:
             return self.input_path, self.input_format
         return self.step_path(index - 1), self.cache_type

@@ -6,7 +6,21 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("pandas", "pyarrow", "numpy", "torch", "transformers", "vllm", "ray", "tiktoken", "aiohttp", "rich")
+HEAVY = (
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "datasets",
+    "huggingface_hub",
+    "zstandard",
+    "torch",
+    "transformers",
+    "vllm",
+    "ray",
+    "tiktoken",
+    "aiohttp",
+    "rich",
+)
 
 
 def _fresh_interpreter(code: str) -> str:

@@ -53,7 +53,7 @@ def render_steps(views: Iterable[StepView]) -> RenderableType:
         failed = f"[red]failed {view.failed:,}[/red]" if view.failed else "failed 0"
         details = Text.from_markup(
             f"  in flight {view.in_flight:,} · retries {view.retries:,} · {failed} · "
-            f"{view.tokens:,} tokens · {format_cost(view.cost_usd)}",
+            f"{view.tokens:,} tokens · {format_cost(view.cost_usd)} (total {format_cost(view.total_cost_usd)})",
             overflow="ellipsis",
         )
         details.no_wrap = True

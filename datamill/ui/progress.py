@@ -47,6 +47,7 @@ class StepView:
     failed: int = 0
     tokens: int = 0
     cost_usd: float | None = 0.0
+    total_cost_usd: float | None = 0.0
     seconds: float = 0.0
 
     @property
@@ -67,6 +68,7 @@ class StepView:
         self.failed = step.rows_failed
         self.tokens = step.prompt_tokens + step.completion_tokens
         self.cost_usd = step.cost_usd
+        self.total_cost_usd = step.total_cost_usd
         self.seconds = step.seconds
 
     def describe(self) -> str:
@@ -79,7 +81,8 @@ class StepView:
             f"step {self.index} ({self.name}): {self.done}/{total} rows{percent}, "
             f"{self.rows_per_second:.1f} rows/s, ETA {format_duration(eta)}, "
             f"{self.in_flight} in flight, {self.retries} retries, {self.failed} failed, "
-            f"{self.tokens} tokens, {format_cost(self.cost_usd)}"
+            f"{self.tokens} tokens, {format_cost(self.cost_usd)} this run "
+            f"({format_cost(self.total_cost_usd)} in total)"
         )
 
 

@@ -18,8 +18,9 @@ WIDE_COLUMNS = 120
 
 
 def summary_table(summary: RunSummary, width: int = WIDE_COLUMNS) -> Table:
-    """The final summary of a run: one line per step, legible down to 80 columns; drop
-    reasons and the output file in its caption."""
+    """The final summary of a run: one line per step and a total row, legible down to 80
+    columns; ``cost`` is this run's, ``total`` every run's of the cache; drop reasons and the
+    output file in its caption."""
     title = f"run {describe_status(summary.status)} in {summary.seconds:.1f}s"
     if summary.already_complete:
         title += " (already complete: nothing was sent)"
@@ -28,25 +29,45 @@ def summary_table(summary: RunSummary, width: int = WIDE_COLUMNS) -> Table:
     table.add_column("step", overflow="ellipsis", no_wrap=True, max_width=24)
     if wide:
         table.add_column("model", overflow="ellipsis", no_wrap=True)
-    names = ("in", "out", "failed", "dropped", "sent", "cached", "retries", "tokens", "cost", "rows/s")
-    shown = names if wide else ("in", "out", "failed", "dropped", "sent", "cost", "rows/s")
+    names = (
+        "in",
+        "out",
+        "failed",
+        "sent",
+        "cached",
+        "tokens",
+        "cost",
+        "total",
+        "rows/s",
+    )
+    shown = names if wide else ("in", "out", "failed", "sent", "cost", "total", "rows/s")
     for name in shown:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(
+            name, justify="right", no_wrap=True, min_width=8 if name in ("cost", "total") else None
+        )
     for step in summary.steps:
         cells = {
             "in": f"{step.rows_in:,}",
             "out": f"{step.rows_out:,}",
             "failed": f"[red]{step.rows_failed:,}[/red]" if step.rows_failed else "0",
-            "dropped": f"{step.rows_dropped:,}",
             "sent": f"{step.requests_sent:,}",
             "cached": f"{step.cache_hits:,}",
-            "retries": f"{step.retries:,}",
             "tokens": f"{step.prompt_tokens + step.completion_tokens:,}",
             "cost": format_cost(step.cost_usd),
+            "total": format_cost(step.total_cost_usd),
             "rows/s": f"{step.rows_per_second:.1f}",
         }
         model = [step.model or "-"] if wide else []
         table.add_row(f"{step.index} {step.name}", *model, *(cells[name] for name in shown))
+    totals = dict.fromkeys(names, "")
+    totals.update(
+        failed=f"{summary.rows_failed:,}",
+        sent=f"{summary.requests_sent:,}",
+        tokens=f"{summary.prompt_tokens + summary.completion_tokens:,}",
+        cost=format_cost(summary.cost_usd),
+        total=format_cost(summary.total_cost_usd),
+    )
+    table.add_row("total", *([""] if wide else []), *(totals[name] for name in shown), style="bold")
     caption = [
         f"step {s.index} dropped {format_drops(s.drop_reasons)}" for s in summary.steps if s.drop_reasons
     ]

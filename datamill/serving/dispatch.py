@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from datamill.core.ledger import Ledger
 from datamill.core.spend import PaidResponse
@@ -36,10 +36,7 @@ class DispatchStats:
     cache_hits: int = 0
     sent: int = 0
     retries: int = 0
-    failed: int = 0
     in_flight: int = 0
-    rate_limited: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
 
 
 class RequestDispatcher:

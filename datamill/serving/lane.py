@@ -133,7 +133,7 @@ class SendLane:
                 limiter.release()
                 raise refusal
         except ServingError as exc:
-            self._fail(job, exc)
+            self._settle(job, exc)
             return
         except DatamillError as exc:  # the budget or a failed ledger write: not the row's fault
             self._settle(job, exc)
@@ -175,14 +175,13 @@ class SendLane:
         stats = self.stats
         elapsed = time.monotonic() - job.started
         if self.fatal is not None:
-            self._fail(job, self.fatal)
+            self._settle(job, self.fatal)
             return
         if self.breaker.record_failure(error) or getattr(error, "fatal", False):
-            self._fail(job, self._trip(error))
+            self._settle(job, self._trip(error))
             return
         if error.status == 429:
             job.rate_limited += 1
-            stats.rate_limited += 1
             self.serving.limiter.record_rate_limited(
                 getattr(error, "retry_after", None), getattr(error, "provider_rpm", None)
             )
@@ -196,7 +195,7 @@ class SendLane:
                     f"gave up after {job.attempts + job.rate_limited} attempts over {elapsed:.1f}s: {error}",
                     status=error.status,
                 )
-            self._fail(job, error)
+            self._settle(job, error)
             return
         stats.retries += 1
         if error.status == 429:
@@ -213,22 +212,15 @@ class SendLane:
         fatal = self.fatal = stop_error(self.serving, error, self.breaker.failures)
         for job, handle in list(self._backing_off.items()):
             handle.cancel()
-            self._fail(job, fatal)
+            self._settle(job, fatal)
         self._backing_off.clear()
         while self._jobs:
-            self._fail(self._jobs.popleft(), fatal)
+            self._settle(self._jobs.popleft(), fatal)
         return fatal
 
     def _back_off_ended(self, job: SendJob) -> None:
         if self._backing_off.pop(job, None) is not None and not self._stopping:
             self._enqueue(job, first=True)
-
-    def _fail(self, job: SendJob, error: ServingError) -> None:
-        stats = self.stats
-        stats.failed += 1
-        kind = f"HTTP {error.status}" if error.status else type(error).__name__
-        stats.errors[kind] = stats.errors.get(kind, 0) + 1
-        self._settle(job, error)
 
     def _abort(self, job: SendJob, exc: BaseException) -> None:
         """``job`` stopped by ``exc``: a cancellation becomes a provider-style failure, a bug

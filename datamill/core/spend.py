@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SPEND_TABLE = """
 CREATE TABLE IF NOT EXISTS spend (
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS spend (
 CREATE INDEX IF NOT EXISTS spend_step ON spend(step, run)"""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PaidResponse:
     """One paid response's share of the spend: who asked for it and what it cost (or the sum
     of ``requests`` responses of one Batch API job).
@@ -77,7 +77,6 @@ class Spend:
     priced_cost_usd: float = 0.0
     unpriced_requests: int = 0
     batch_api_requests: int = 0
-    models: set[str] = field(default_factory=set)
 
     @property
     def cost_usd(self) -> float | None:
@@ -93,7 +92,6 @@ class Spend:
         else:
             self.priced_cost_usd += paid.cost_usd
         self.batch_api_requests += paid.requests * paid.batch_api
-        self.models.add(paid.model)
 
     def merge(self, other: Spend) -> Spend:
         return Spend(
@@ -103,7 +101,6 @@ class Spend:
             self.priced_cost_usd + other.priced_cost_usd,
             self.unpriced_requests + other.unpriced_requests,
             self.batch_api_requests + other.batch_api_requests,
-            self.models | other.models,
         )
 
     def to_dict(self) -> dict[str, object]:

@@ -16,6 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+#: The headers that state a limit (the others say what is left of it): a reply whose values of
+#: these equal the last reply's states nothing new.
+LIMIT_HEADER_NAMES = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-tokens-limit",
+)
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

@@ -110,6 +110,8 @@ class ServingLimiter:
         self.paused_until = 0.0
         self.cut_interval = cut_interval
         self.rate_limited = 0
+        #: The limit headers of the last reply looked at (``HTTPServing._observe_limits``).
+        self.stated_headers: tuple[str | None, ...] = ()
         self._last_cut = -1e18
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._gate = asyncio.Lock()

@@ -225,24 +225,28 @@ class Ledger:
         """Run ``fn(connection)`` in a transaction of its own on the writer thread, in queue
         order, and return its result. ``cache_keys``: request-cache keys it stores (the key
         filter learns them before this returns)."""
-        self.raise_if_failed()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        with self._cond:
-            self._queue.writes.append((fn, cache_keys or [], future))
-            self._urgent_until = self._enqueue(1)
-            self._cond.notify()
+        self._enqueue_write(fn, cache_keys or [], future)
         return await future
 
     def write_blocking(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """``write`` for a caller that must not go on before the record is durable and cannot
         await (a few small records per Batch API chunk): blocks until it is committed."""
-        self.raise_if_failed()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._enqueue_write(fn, [], future)
+        return future.result()
+
+    def _enqueue_write(
+        self, fn: Callable[[sqlite3.Connection], Any], keys: list[str], future: _AnyFuture
+    ) -> None:
+        """Queue a record, unless the writer has stopped on an error (then nobody would write
+        it, and its caller would wait for ever): raise that error instead."""
         with self._cond:
-            self._queue.writes.append((fn, [], future))
+            if self.error is not None:
+                raise self.error
+            self._queue.writes.append((fn, keys, future))
             self._urgent_until = self._enqueue(1)
             self._cond.notify()
-        return future.result()
 
     async def flush(self) -> None:
         """Wait until everything queued so far is written; raise the write error if any."""
@@ -300,9 +304,11 @@ class Ledger:
                 self._write_group(group)
             except BaseException as exc:  # noqa: BLE001 — every failure reaches the loop
                 error = exc if isinstance(exc, StateError) else self._write_error(exc, self.path)
-                self.error = error
+                with self._cond:  # from here no record is queued: ``_enqueue_write`` raises
+                    self.error = error
+                    leftover, self._queue.writes = self._queue.writes, []
                 self._call_loop(self._fail, error)
-                for _, _, future in group.writes:
+                for _, _, future in group.writes + leftover:
                     self._settle_write(future, None, error)
                 return
             self._call_loop(self._written, group)

@@ -86,9 +86,24 @@ class LLM:
         params.setdefault(self.GENERATION_KWARGS[self.LENGTH_KWARG], DEFAULT_MAX_TOKENS)
         return {key: value for key, value in params.items() if value is not None}
 
+    #: The name, in ``datamill``, of the serving class that runs this model's calls.
+    SERVING: ClassVar[str] = ""
+
     def build_serving(self) -> Any:
         """The datamill serving that runs this model's calls (a fresh one per pipeline run)."""
-        raise NotImplementedError
+        import datamill
+
+        serving_class = getattr(datamill, self.SERVING)
+        return serving_class(
+            api_url=self.base_url,
+            model_name=self.model,
+            api_key=self.api_key,
+            max_retries=self.max_retries,
+            timeout=float(self.timeout),
+            use_offline_batch_generation=self.use_offline_batch_generation,
+            offline_batch_generation_block_until_done=self.offline_batch_generation_block_until_done,
+            params=self.request_params(),
+        )
 
 
 class OpenAILLM(LLM):
@@ -109,6 +124,7 @@ class OpenAILLM(LLM):
         "response_format": "response_format",
     }
     LENGTH_KWARG = "max_new_tokens"
+    SERVING = "APILLMServing_request"
 
     def __init__(
         self,
@@ -133,21 +149,6 @@ class OpenAILLM(LLM):
             offline_batch_generation_block_until_done=offline_batch_generation_block_until_done,
         )
 
-    def build_serving(self) -> Any:
-        from datamill import APILLMServing_request
-
-        params = self.request_params()
-        return APILLMServing_request(
-            api_url=self.base_url,
-            model_name=self.model,
-            api_key=self.api_key,
-            max_retries=self.max_retries,
-            timeout=float(self.timeout),
-            use_offline_batch_generation=self.use_offline_batch_generation,
-            offline_batch_generation_block_until_done=self.offline_batch_generation_block_until_done,
-            params=params,
-        )
-
 
 class AnthropicLLM(LLM):
     """Anthropic's Messages API (``base_url`` such as ``https://api.anthropic.com``).
@@ -164,6 +165,7 @@ class AnthropicLLM(LLM):
         "stop_sequences": "stop_sequences",
     }
     LENGTH_KWARG = "max_tokens"
+    SERVING = "AnthropicLLMServing"
 
     def __init__(
         self,
@@ -186,19 +188,4 @@ class AnthropicLLM(LLM):
             generation_kwargs=generation_kwargs,
             use_offline_batch_generation=use_offline_batch_generation,
             offline_batch_generation_block_until_done=offline_batch_generation_block_until_done,
-        )
-
-    def build_serving(self) -> Any:
-        from datamill import AnthropicLLMServing
-
-        params = self.request_params()
-        return AnthropicLLMServing(
-            api_url=self.base_url,
-            model_name=self.model,
-            api_key=self.api_key,
-            max_retries=self.max_retries,
-            timeout=float(self.timeout),
-            use_offline_batch_generation=self.use_offline_batch_generation,
-            offline_batch_generation_block_until_done=self.offline_batch_generation_block_until_done,
-            params=params,
         )

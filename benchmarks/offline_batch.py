@@ -112,7 +112,7 @@ def main() -> None:
             submit_timer = Timer(run, "submit_chunk")
             started, cpu = time.perf_counter(), time.process_time()
             try:
-                OfflineStep(source, cache, url).forward(batch_size=4096)
+                OfflineStep(source, cache, url).forward(batch_size=4096, progress=False)
                 raise SystemExit("the first run finished without submitting: is the step offline?")
             except OfflineBatchGenerationNotFinished as exc:
                 jobs = exc.jobs
@@ -124,7 +124,7 @@ def main() -> None:
 
             ingest_timer = Timer(run, "poll")
             started = time.perf_counter()
-            summary = OfflineStep(source, cache, url).forward(batch_size=4096)
+            summary = OfflineStep(source, cache, url).forward(batch_size=4096, progress=False)
             rerun_seconds = time.perf_counter() - started
             assert summary.status == "complete" and summary.steps[0].rows_out == rows, summary
             assert sim.stats()["batch_answered"] == rows

@@ -73,7 +73,7 @@ def timed_run(
 ) -> float:
     pipeline = MapPipeline(source, cache, fn, config)
     started = time.perf_counter()
-    summary = pipeline.forward(batch_size=batch, executor=executor)
+    summary = pipeline.forward(batch_size=batch, executor=executor, progress=False)
     elapsed = time.perf_counter() - started
     assert summary.rows_failed == 0 and summary.steps[0].rows_out == summary.steps[0].rows_in
     return elapsed

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -52,6 +53,10 @@ def holds_json_array(path: Path) -> bool:
     with open_stream(path) as handle, translated_read_errors(path):
         head = handle.read(4096).decode("utf-8", errors="replace").lstrip(_BOM + _WHITESPACE)
     return head.startswith("[")
+
+
+#: Compressed inputs up to this size are identified by their decompressed content.
+DECOMPRESSED_IDENTITY_LIMIT = 64 << 20
 
 
 def open_stream(path: Path) -> BinaryIO:
@@ -146,7 +151,20 @@ class _FileSource(InputSource):
         self.path = path
 
     def identity(self) -> dict[str, Any]:
-        return file_identity(self.path)
+        """The content's hash. A compressed file up to ``DECOMPRESSED_IDENTITY_LIMIT`` is hashed
+        decompressed: gzip writes the time into its header, so compressing the same rows again
+        must not look like new input; a larger one is hashed as it is on disk (reading it all
+        at every start would cost more than the check is worth)."""
+        compressed = self.path.suffix.lower() in (".gz", ".zst", ".zstd")
+        if not compressed or self.path.stat().st_size > DECOMPRESSED_IDENTITY_LIMIT:
+            return file_identity(self.path)
+        digest = hashlib.sha256()
+        size = 0
+        with open_stream(self.path) as handle, translated_read_errors(self.path):
+            for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        return {"decompressed_size": size, "sha256": digest.hexdigest()}
 
     def exists(self) -> bool:
         return self.path.is_file()

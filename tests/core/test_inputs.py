@@ -246,3 +246,22 @@ def test_a_hub_source_built_directly_is_what_a_front_hands_the_storage(tmp_path:
     assert HubDatasetSource(folder, revision="v1").identity()["revision"] == "v1"
     with pytest.raises(InputFileError, match=r"split='validation'.*check the name, config and split"):
         list(HubDatasetSource(folder, split="validation").iter_from(0))
+
+
+def test_the_same_rows_gzipped_again_keep_their_identity(tmp_path: Path) -> None:
+    """gzip writes the time into its header: compressing the same rows a second later must not
+    make the input look changed (and the steps stale)."""
+    rows = b"".join(b'{"id": %d, "text": "row %d"}\n' % (i, i) for i in range(50))
+
+    def gzipped(name: str, content: bytes, mtime: int) -> Any:
+        path = tmp_path / name
+        with gzip.GzipFile(path, "wb", mtime=mtime) as handle:
+            handle.write(content)
+        return resolve_input(path)
+
+    first = gzipped("a.jsonl.gz", rows, 1_000_000)
+    second = gzipped("b.jsonl.gz", rows, 2_000_000)
+    assert (tmp_path / "a.jsonl.gz").read_bytes() != (tmp_path / "b.jsonl.gz").read_bytes()
+    assert first.identity() == second.identity()
+    changed = gzipped("c.jsonl.gz", rows.replace(b"row 7", b"row seven"), 1_000_000)
+    assert changed.identity() != first.identity()

@@ -31,7 +31,8 @@ def pending_exit_hook(
     if not isinstance(error, OfflineBatchGenerationNotFinished):
         sys.__excepthook__(kind, error, traceback)
         return
-    print(format_pending(error), file=sys.stderr, flush=True)
+    sys.stderr.write(format_pending(error) + "\n")
+    sys.stderr.flush()
     sys.exit(error.exit_code)
 
 

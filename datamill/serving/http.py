@@ -177,7 +177,10 @@ async def send(
     timeout: float,
     secret: str | None = None,
     on_reply: Callable[[Mapping[str, str]], None] | None = None,
-    **kwargs: Any,
+    data: Any = None,
+    json: Any = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> bytes:
     """One HTTP call, online or Batch API: the 2xx reply's bytes, or a ``ServingError``.
 
@@ -185,12 +188,14 @@ async def send(
     ``HTTPStatusError`` (retryable for 429 and 5xx, ``fatal`` for 401/403); a dropped or refused
     connection and a timeout become retryable ``ServingError`` values. Both timeout classes are
     caught: ``asyncio.TimeoutError`` is what aiohttp raises and, before Python 3.11, is not the
-    builtin ``TimeoutError``. ``kwargs`` go to ``session.request`` (``data``, ``params``,
-    ``headers``); the key ``secret`` is redacted from every message; ``on_reply`` sees the
+    builtin ``TimeoutError``. ``data``, ``json``, ``params`` and ``headers`` go to
+    ``session.request``; the key ``secret`` is redacted from every message; ``on_reply`` sees the
     headers of every reply, errors included.
     """
     try:
-        async with session.request(method, url, **kwargs) as reply:
+        async with session.request(
+            method, url, data=data, json=json, params=params, headers=headers
+        ) as reply:
             data = await reply.read()
             if on_reply is not None:
                 on_reply(reply.headers)

@@ -224,7 +224,16 @@ class BatchProvider(ABC):
             self._session = None
 
     async def request(
-        self, method: str, path: str, *, attempts: int = RETRY.max_attempts, raw: bool = False, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        attempts: int = RETRY.max_attempts,
+        raw: bool = False,
+        data: Any = None,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """One API call through the shared HTTP edge (``datamill.serving.http.send``), retried
         on what the edge calls retryable with ``RETRY``'s backoff; JSON (or bytes) back.
@@ -236,7 +245,17 @@ class BatchProvider(ABC):
         session = await self.session()
         for attempt in range(1, attempts + 1):
             try:
-                body = await send(session, method, url, timeout=self.timeout, secret=self.api_key, **kwargs)
+                body = await send(
+                    session,
+                    method,
+                    url,
+                    timeout=self.timeout,
+                    secret=self.api_key,
+                    data=data,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                )
                 return body if raw else decode_json(body, url)
             except ServingError as exc:
                 if not exc.retryable or attempt == attempts:
